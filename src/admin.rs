@@ -1,0 +1,64 @@
+//! The admin listener: `/healthz` (the process is up), `/readyz` (it accepts
+//! traffic; 503 while starting or draining) and `/metrics` (Prometheus text).
+//! Bind it to loopback or a private interface: it has no authentication.
+
+use crate::proxy::{full, Body};
+use crate::state::Gateway;
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.changed() => break,
+        };
+        let gw = gw.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            let svc = service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, Infallible>(answer(&gw, &req)) }
+            });
+            let _ = watcher.watch(b.serve_connection(TokioIo::new(tcp), svc)).await;
+        });
+    }
+    drop(listener);
+    crate::server::drain(graceful, &gw).await;
+}
+
+fn json(status: StatusCode, body: &str) -> Response<Body> {
+    let mut r = Response::new(full(body.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
+        "/readyz" if gw.is_ready() => json(StatusCode::OK, r#"{"status":"ready"}"#),
+        "/readyz" => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
+        "/metrics" => {
+            let mut r = Response::new(full(gw.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        _ => json(StatusCode::NOT_FOUND, r#"{"error":"no_route","message":"not an admin endpoint"}"#),
+    }
+}

@@ -1,0 +1,85 @@
+//! API keys: `Authorization: Basic base64(id:secret)` or `X-Api-Key: secret`.
+//!
+//! Unknown key and wrong secret give the same `invalid_credentials`, after
+//! the same work, so neither the answer nor its timing tells them apart.
+
+use super::{Identity, Scheme};
+use crate::error::{err, Code, GatewayError};
+use crate::keys::{Key, KeyStore};
+use crate::secret::sha256;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
+use http::HeaderValue;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+fn invalid() -> GatewayError {
+    err(Code::InvalidCredentials, "the key id or secret is not valid")
+}
+
+fn malformed(what: &'static str) -> GatewayError {
+    err(Code::MalformedCredentials, what)
+}
+
+/// Verify `Authorization: Basic ...`.
+pub fn basic(keys: &KeyStore, value: &HeaderValue, now: i64) -> Result<Identity, GatewayError> {
+    let b = value.as_bytes();
+    let encoded = b
+        .get(6..)
+        .map(|s| s.trim_ascii())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed("the Basic credentials are empty"))?;
+    let decoded = BASE64
+        .decode(encoded)
+        .map_err(|_| malformed("the Basic credentials are not valid base64"))?;
+    let text = std::str::from_utf8(&decoded)
+        .map_err(|_| malformed("the Basic credentials are not UTF-8"))?;
+    let (id, secret) = text
+        .split_once(':')
+        .ok_or_else(|| malformed("the Basic credentials are not id:secret"))?;
+    if id.is_empty() {
+        return Err(malformed("the Basic credentials have no key id"));
+    }
+    let presented = sha256(secret.as_bytes());
+    let key = match keys.get(id) {
+        Some(k) if bool::from(k.secret_hash.ct_eq(&presented)) => k.clone(),
+        Some(_) => return Err(invalid()),
+        None => {
+            // Same work as a known key with a wrong secret.
+            let _ = [0u8; 32].ct_eq(&presented);
+            return Err(invalid());
+        }
+    };
+    identity(key, now)
+}
+
+/// Verify `X-Api-Key: <secret>`.
+pub fn header(keys: &KeyStore, value: &HeaderValue, now: i64) -> Result<Identity, GatewayError> {
+    let secret = value.as_bytes().trim_ascii();
+    if secret.is_empty() {
+        return Err(malformed("the X-Api-Key header is empty"));
+    }
+    let presented = sha256(secret);
+    match keys.by_secret_hash(&presented) {
+        // The map lookup is by the SHA-256 of the secret, which tells an
+        // observer nothing about the secret itself.
+        Some(k) => identity(k.clone(), now),
+        None => Err(invalid()),
+    }
+}
+
+fn identity(key: Arc<Key>, now: i64) -> Result<Identity, GatewayError> {
+    key.check_usable(now)?;
+    Ok(Identity {
+        scheme: Scheme::ApiKey,
+        subject: key.owner.clone(),
+        key_id: Some(key.id.clone()),
+        issuer: None,
+        grants: key.grants.clone(),
+    })
+}

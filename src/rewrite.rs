@@ -1,0 +1,201 @@
+//! What the upstream sees (SPEC section 4): hop-by-hop headers go first,
+//! then anything a client could use to impersonate the gateway, then the
+//! credential; then the gateway adds its own headers.
+
+use crate::auth::Identity;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use http::HeaderMap;
+use std::net::IpAddr;
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1, plus common non-standard ones).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Method-override headers, compared after folding `_` and `.` to `-`.
+const METHOD_OVERRIDE: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Headers the gateway sets itself; any spelling of them from the client goes.
+const GATEWAY_SET: [&str; 5] = [
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "forwarded",
+    "x-real-ip",
+];
+
+/// Remove hop-by-hop headers, including every header named in `Connection`.
+/// `Host` and `Content-Length` are never removed this way: they frame the
+/// message, and the proxy rewrites them itself.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// `name` (already lower-case) equals `want` once `_` and `.` read as `-`.
+fn folded_eq(name: &str, want: &str) -> bool {
+    name.len() == want.len() && folded_starts_with(name, want)
+}
+
+fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    let n = name.as_bytes();
+    n.len() >= prefix.len()
+        && n.iter().zip(prefix.as_bytes()).all(|(a, b)| {
+            let a = if *a == b'_' || *a == b'.' { b'-' } else { *a };
+            a == *b
+        })
+}
+
+/// Remove what a client must not be able to send the upstream: every
+/// `X-Auth-*` header in any spelling, method overrides, forwarding headers
+/// the gateway sets itself, odd spellings of `X-Forwarded-For` and
+/// `X-Request-Id`, and the credential headers.
+pub fn strip_untrusted(headers: &mut HeaderMap) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| {
+            let s = n.as_str();
+            folded_starts_with(s, "x-auth-")
+                || METHOD_OVERRIDE.iter().any(|m| folded_eq(s, m))
+                || GATEWAY_SET.iter().any(|m| folded_eq(s, m))
+                || folded_eq(s, "x-api-key")
+                || (folded_eq(s, "x-forwarded-for") && s != "x-forwarded-for")
+                || (folded_eq(s, "x-request-id") && s != "x-request-id")
+                || s == "authorization"
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// What the gateway adds for the upstream.
+pub struct Forwarding<'a> {
+    pub identity: Option<&'a Identity>,
+    /// The `X-Auth-Grants` value.
+    pub grants: Option<&'a str>,
+    pub client_ip: IpAddr,
+    /// The host the client asked for, as sent.
+    pub host: Option<&'a str>,
+    pub request_id: &'a HeaderValue,
+}
+
+fn value(s: &str) -> HeaderValue {
+    // Owners, key ids and subjects are validated at load time; a value that
+    // still cannot be a header is sent percent-encoded rather than dropped.
+    HeaderValue::from_str(s).unwrap_or_else(|_| {
+        let enc = percent_encoding::utf8_percent_encode(s, percent_encoding::CONTROLS).to_string();
+        HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    })
+}
+
+/// Set `X-Auth-*`, `X-Forwarded-*` and `X-Request-Id`. Call after the strips.
+pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
+    if let Some(id) = f.identity {
+        headers.insert("x-auth-subject", value(&id.subject));
+        if let Some(k) = &id.key_id {
+            headers.insert("x-auth-key-id", value(k));
+        }
+        headers.insert("x-auth-scheme", HeaderValue::from_static(id.scheme.as_str()));
+        if let Some(iss) = &id.issuer {
+            headers.insert("x-auth-issuer", value(iss));
+        }
+        if let Some(g) = f.grants {
+            headers.insert("x-auth-grants", value(g));
+        }
+    }
+    let ip = f.client_ip.to_string();
+    let xff = {
+        let prior: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if prior.is_empty() {
+            ip
+        } else {
+            format!("{}, {ip}", prior.join(", "))
+        }
+    };
+    headers.insert("x-forwarded-for", value(&xff));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    if let Some(h) = f.host {
+        headers.insert("x-forwarded-host", value(h));
+    }
+    headers.insert("x-request-id", f.request_id.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named() {
+        let mut h = map(&[
+            ("connection", "close, x-secret, content-length"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("content-length", "3"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("keep-alive").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("te").is_none());
+        assert_eq!(h["content-length"], "3");
+        assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn spoofing_aliases_go() {
+        let mut h = map(&[
+            ("x-auth-subject", "admin"),
+            ("x_auth_subject", "admin"),
+            ("x.auth.grants", "all:*"),
+            ("x-http-method-override", "DELETE"),
+            ("x_http_method", "DELETE"),
+            ("x-forwarded-proto", "http"),
+            ("x_forwarded_for", "1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-api-key", "s"),
+            ("authorization", "Basic x"),
+            ("x-authority", "kept"),
+        ]);
+        strip_untrusted(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["x-authority", "x-forwarded-for"]);
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+    }
+}

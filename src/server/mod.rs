@@ -1,0 +1,174 @@
+//! Listeners: HTTPS (the gateway), the optional plain-HTTP redirect, and the
+//! admin endpoints. SIGTERM/SIGINT stop accepting and drain; SIGHUP reloads.
+
+mod pipeline;
+mod redirect;
+
+pub use pipeline::handle;
+pub(crate) use pipeline::valid_host as pipeline_valid_host;
+
+use crate::state::Gateway;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+/// Bound listeners, so callers (and tests) know the real addresses.
+pub struct Listeners {
+    pub https: TcpListener,
+    pub http: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(gw: &Gateway) -> std::io::Result<Listeners> {
+        let snap = gw.snapshot();
+        let s = &snap.settings;
+        let https = TcpListener::bind(s.listen.https).await?;
+        let http = match s.listen.http {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let admin = match &s.admin {
+            Some(a) => Some(TcpListener::bind(a.listen).await?),
+            None => None,
+        };
+        Ok(Listeners { https, http, admin })
+    }
+}
+
+/// Run until `stop` fires, then drain within `limits.shutdown_grace`.
+pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(accept_https(gw.clone(), listeners.https, rx.clone())));
+    if let Some(l) = listeners.http {
+        tasks.push(tokio::spawn(redirect::serve(gw.clone(), l, rx.clone())));
+    }
+    if let Some(l) = listeners.admin {
+        tasks.push(tokio::spawn(crate::admin::serve(gw.clone(), l, rx.clone())));
+    }
+    let watcher = tokio::spawn(crate::state::watch_files(gw.clone(), Duration::from_secs(1)));
+    gw.set_ready(true);
+    let _ = stop.wait_for(|s| *s).await;
+    tracing::info!("shutting down: no new connections; draining in-flight requests");
+    gw.set_ready(false);
+    watcher.abort();
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+}
+
+/// Wait for SIGTERM or SIGINT; reload on SIGHUP meanwhile.
+pub async fn signals(gw: Arc<Gateway>, stop: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading configuration");
+                let _ = gw.reload();
+            }
+        }
+    }
+    let _ = stop.send(true);
+}
+
+pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Duration::from_secs(30));
+    b
+}
+
+async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let max = gw.snapshot().settings.limits.max_connections;
+    let permits = Arc::new(Semaphore::new(max));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors and the like: survive, back off.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let gw = gw.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let snap = gw.snapshot();
+            let limits = snap.settings.limits.clone();
+            let acceptor = snap.tls.clone();
+            drop(snap);
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            gw.metrics.connections.inc();
+            let builder = connection_builder(&limits);
+            let svc_gw = gw.clone();
+            let svc = service_fn(move |req| handle(svc_gw.clone(), peer, req));
+            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            gw.metrics.connections.dec();
+        });
+    }
+    drop(listener);
+    drain(graceful, &gw).await;
+}
+
+pub(crate) async fn drain(graceful: GracefulShutdown, gw: &Gateway) {
+    let grace = gw.snapshot().settings.limits.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(?grace, "grace period over; closing the remaining connections");
+    }
+}
+
+/// The address a listener is bound to (for logs).
+pub fn local(l: &TcpListener) -> Option<SocketAddr> {
+    l.local_addr().ok()
+}

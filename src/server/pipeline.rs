@@ -1,0 +1,315 @@
+//! The request flow, top to bottom: each step returns early with a typed
+//! error, and [`handle`] turns any error into the JSON answer.
+
+use crate::auth::{self, apikey, Credential, Identity, Scheme};
+use crate::authorize;
+use crate::error::{err, Code, GatewayError};
+use crate::metrics::{CodeLabels, RequestLabels};
+use crate::path;
+use crate::proxy::{self, Body, Upstreams};
+use crate::rewrite::{self, Forwarding};
+use crate::routes::{host_without_port, Route};
+use crate::state::{Gateway, Snapshot};
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the access log and metrics need to know about a request.
+struct Outcome<'s> {
+    route: Option<&'s Route>,
+    key_id: Option<String>,
+    scheme: Option<Scheme>,
+    decision: &'static str,
+}
+
+pub async fn handle(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let snap = gw.snapshot();
+    let request_id = request_id(req.headers());
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_string();
+    let mut out = Outcome {
+        route: None,
+        key_id: None,
+        scheme: None,
+        decision: "denied",
+    };
+    let (mut resp, code) = match pipeline(&gw, &snap, peer, &request_id, req, &mut out).await {
+        Ok(r) => (r, None),
+        Err(e) => {
+            let code = e.code;
+            if code.is_auth_failure() {
+                gw.metrics
+                    .auth_failures
+                    .get_or_create(&CodeLabels { code: code.as_str() })
+                    .inc();
+            }
+            if !code.is_auth_failure() && code.status().as_u16() != 404 {
+                out.decision = "error";
+            }
+            let challenges = out.route.map(|r| r.challenges.as_slice()).unwrap_or(&[]);
+            let rid = request_id.to_str().unwrap_or("");
+            (e.into_response(rid, challenges).map(proxy::full), Some(code))
+        }
+    };
+    resp.headers_mut().insert("x-request-id", request_id.clone());
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    let route_label = out.route.map_or_else(|| "-".to_string(), |r| r.config.name.clone());
+    gw.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_label,
+            decision: out.decision,
+            status,
+        })
+        .inc();
+    gw.metrics.latency.observe(elapsed.as_secs_f64());
+    tracing::info!(
+        target: "portcullis::access",
+        request_id = request_id.to_str().unwrap_or(""),
+        client = %peer.ip(),
+        method = %method,
+        path = %raw_path,
+        route = out.route.map_or("-", |r| r.config.name.as_str()),
+        key_id = out.key_id.as_deref().unwrap_or("-"),
+        scheme = out.scheme.map_or("-", Scheme::as_str),
+        decision = out.decision,
+        status,
+        error = code.map_or("-", Code::as_str),
+        latency_us = elapsed.as_micros() as u64,
+    );
+    Ok(resp)
+}
+
+async fn pipeline<'s>(
+    gw: &Gateway,
+    snap: &'s Snapshot,
+    peer: SocketAddr,
+    request_id: &HeaderValue,
+    req: Request<Incoming>,
+    out: &mut Outcome<'s>,
+) -> Result<Response<Body>, GatewayError> {
+    check_framing(req.headers())?;
+    let host = request_host(&req)?;
+    let path = path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
+    let route = snap
+        .routes
+        .lookup(host.as_deref().map(host_without_port).as_deref(), &path)
+        .ok_or_else(|| err(Code::NoRoute, "no route matches this host and path"))?;
+    out.route = Some(route);
+
+    let (mut parts, body) = req.into_parts();
+    let body = proxy::incoming(body);
+    let (identity, grants) = if route.config.public {
+        (None, None)
+    } else {
+        let identity = authenticate(snap, route, &parts)?;
+        out.key_id = identity.key_id.clone();
+        out.scheme = Some(identity.scheme);
+        let grants = authorize::authorize(route, &parts.method, &path, &identity.grants)?;
+        (Some(identity), Some(grants))
+    };
+    out.decision = if route.config.public { "public" } else { "allowed" };
+
+    let upstream = route
+        .config
+        .upstream
+        .as_ref()
+        .ok_or_else(|| err(Code::Internal, "the route has no upstream"))?;
+    let query = strip_credential_params(parts.uri.query());
+    let target = Upstreams::target(upstream, &path, query.as_deref())?;
+    rewrite::strip_hop_by_hop(&mut parts.headers);
+    rewrite::strip_untrusted(&mut parts.headers);
+    rewrite::add_forwarding(
+        &mut parts.headers,
+        &Forwarding {
+            identity: identity.as_ref(),
+            grants: grants.as_deref(),
+            client_ip: peer.ip(),
+            host: host.as_deref(),
+            request_id,
+        },
+    );
+    match (&host, route.config.preserve_host) {
+        (Some(h), true) => {
+            if let Ok(v) = HeaderValue::from_str(h) {
+                parts.headers.insert(HOST, v);
+            }
+        }
+        // hyper sets Host from the upstream URI.
+        _ => {
+            parts.headers.remove(HOST);
+        }
+    }
+    parts.uri = target;
+    parts.version = Version::HTTP_11;
+    let resp = gw
+        .upstreams
+        .send(Request::from_parts(parts, body), snap.settings.limits.upstream_timeout)
+        .await?;
+    let (mut rparts, rbody) = resp.into_parts();
+    rewrite::strip_hop_by_hop(&mut rparts.headers);
+    Ok(Response::from_parts(rparts, proxy::incoming(rbody)))
+}
+
+/// Verify the request's one credential with the authenticator of its scheme.
+fn authenticate(snap: &Snapshot, route: &Route, parts: &http::request::Parts) -> Result<Identity, GatewayError> {
+    let now = auth::now_unix();
+    let Some(cred) = auth::detect(parts)? else {
+        return Err(err(Code::MissingCredentials, "this route needs credentials"));
+    };
+    let scheme = cred.scheme();
+    if !route.accepts(scheme) {
+        return Err(err(
+            Code::InvalidCredentials,
+            format!("this route does not accept {} credentials", scheme.as_str()),
+        ));
+    }
+    match cred {
+        Credential::Basic(v) => apikey::basic(&snap.keys, v, now),
+        Credential::ApiKeyHeader(v) => apikey::header(&snap.keys, v, now),
+        Credential::OAuth1 { .. } => Err(err(
+            Code::UnsupportedSignatureMethod,
+            "OAuth 1.0 is not enabled on this gateway",
+        )),
+        Credential::Bearer(_) => Err(err(Code::InvalidToken, "no JWT issuer is configured")),
+        Credential::SignedUrl => Err(err(
+            Code::MalformedCredentials,
+            "signed URLs are not enabled on this gateway",
+        )),
+    }
+}
+
+/// Refuse what could be framed two ways by two HTTP parsers: more than one
+/// `Content-Length`, `Content-Length` beside `Transfer-Encoding`, and any
+/// transfer coding but a single `chunked`.
+fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
+    let bad = |m: &'static str| Err(err(Code::MalformedRequest, m));
+    let cl = headers.get_all(CONTENT_LENGTH).iter().count();
+    let te: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
+    if cl > 1 {
+        return bad("the request has more than one Content-Length");
+    }
+    if let Some(v) = headers.get(CONTENT_LENGTH) {
+        if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
+            return bad("the Content-Length is not a number");
+        }
+    }
+    if !te.is_empty() {
+        if cl > 0 {
+            return bad("the request has both Content-Length and Transfer-Encoding");
+        }
+        if te.len() > 1 || !te[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            return bad("the only Transfer-Encoding accepted is a single `chunked`");
+        }
+    }
+    Ok(())
+}
+
+/// The host the client asked for: `:authority` (HTTP/2, absolute-form) or
+/// `Host`; when both are given they must agree.
+fn request_host(req: &Request<Incoming>) -> Result<Option<String>, GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(err(Code::MalformedRequest, "the request has more than one Host header"));
+    }
+    let header = match header {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .filter(|h| valid_host(h))
+                .ok_or_else(|| err(Code::MalformedRequest, "the Host header is not a valid host"))?,
+        ),
+        None => None,
+    };
+    let authority = req.uri().authority().map(|a| a.as_str());
+    match (authority, header) {
+        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(err(
+            Code::MalformedRequest,
+            "the Host header and the request target name different hosts",
+        )),
+        (Some(a), _) => Ok(Some(a.to_string())),
+        (None, Some(h)) => Ok(Some(h.to_string())),
+        (None, None) if req.version() == Version::HTTP_11 => {
+            Err(err(Code::MalformedRequest, "the request has no Host header"))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+pub(crate) fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+}
+
+/// Drop `oauth_*` and `pc_*` parameters: the credential never reaches the upstream.
+fn strip_credential_params(query: Option<&str>) -> Option<String> {
+    let q = query?;
+    if !auth::has_param_prefix(q.as_bytes(), "oauth_") && !auth::has_param_prefix(q.as_bytes(), "pc_") {
+        return Some(q.to_string());
+    }
+    let kept: Vec<&str> = q
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            let name: Vec<u8> = percent_encoding::percent_decode_str(name).collect();
+            !(name.starts_with(b"oauth_") || name.starts_with(b"pc_"))
+        })
+        .collect();
+    Some(kept.join("&"))
+}
+
+/// The client's `X-Request-Id` when it is sane, else a new random one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get("x-request-id") {
+        let b = v.as_bytes();
+        if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
+            return v.clone();
+        }
+    }
+    let id: u128 = rand::random();
+    HeaderValue::from_str(&format!("{id:032x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing() {
+        let mut h = HeaderMap::new();
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(check_framing(&h).is_ok());
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(check_framing(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(check_framing(&h).is_ok());
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(check_framing(&h).is_err());
+        let mut h = HeaderMap::new();
+        h.append(TRANSFER_ENCODING, HeaderValue::from_static("gzip, chunked"));
+        assert!(check_framing(&h).is_err());
+    }
+
+    #[test]
+    fn credential_params_removed() {
+        assert_eq!(
+            strip_credential_params(Some("a=1&oauth_nonce=x&b=2&pc_sig=ff&%6fauth_token=")).as_deref(),
+            Some("a=1&b=2")
+        );
+        assert_eq!(strip_credential_params(Some("a=1")).as_deref(), Some("a=1"));
+    }
+}

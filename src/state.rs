@@ -1,0 +1,148 @@
+//! Reloadable state. A [`Snapshot`] is everything a request reads; reload
+//! builds a complete new one and swaps it in with one `store()`. A failed
+//! reload keeps the running snapshot.
+
+use crate::config::{self, Settings};
+use crate::keys::KeyStore;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::proxy::Upstreams;
+use crate::routes::RouteTable;
+use arc_swap::ArcSwap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_rustls::TlsAcceptor;
+
+pub struct Snapshot {
+    pub settings: Settings,
+    pub routes: RouteTable,
+    pub keys: KeyStore,
+    pub tls: TlsAcceptor,
+}
+
+impl Snapshot {
+    pub fn build(settings: Settings) -> Result<Snapshot, String> {
+        let tls = crate::tls::acceptor(&settings.listen.cert, &settings.listen.key)?;
+        Ok(Snapshot {
+            routes: RouteTable::new(&settings.routes),
+            keys: KeyStore::new(&settings.keys),
+            tls,
+            settings,
+        })
+    }
+}
+
+/// The long-lived gateway: the current snapshot plus what outlives reloads
+/// (the upstream connection pool, metrics).
+pub struct Gateway {
+    state: ArcSwap<Snapshot>,
+    pub upstreams: Upstreams,
+    pub metrics: Metrics,
+    /// Unix seconds at start.
+    pub started_at: u64,
+    ready: AtomicBool,
+    config_path: PathBuf,
+}
+
+impl Gateway {
+    pub fn new(config_path: &Path, settings: Settings) -> Result<Arc<Gateway>, String> {
+        let snapshot = Snapshot::build(settings)?;
+        Ok(Arc::new(Gateway {
+            state: ArcSwap::from_pointee(snapshot),
+            upstreams: Upstreams::new(),
+            metrics: Metrics::new(),
+            started_at: crate::auth::now_unix() as u64,
+            ready: AtomicBool::new(false),
+            config_path: config_path.to_path_buf(),
+        }))
+    }
+
+    /// The snapshot for one request.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.state.load_full()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Reload the configuration from disk. On failure the old state stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let result = config::load(&self.config_path)
+            .map_err(|e| e.to_string())
+            .and_then(Snapshot::build);
+        match result {
+            Ok(next) => {
+                let old = self.state.load();
+                if old.settings.listen != next.settings.listen {
+                    tracing::warn!("listen addresses changed: they take effect at the next restart (certificates were reloaded)");
+                }
+                for w in &next.settings.warnings {
+                    tracing::warn!(warning = %w, "config");
+                }
+                let (routes, keys) = (next.routes.len(), next.keys.len());
+                self.state.store(Arc::new(next));
+                self.metrics
+                    .reloads
+                    .get_or_create(&ResultLabels { result: "success" })
+                    .inc();
+                tracing::info!(routes, keys, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics
+                    .reloads
+                    .get_or_create(&ResultLabels { result: "failure" })
+                    .inc();
+                for line in e.lines() {
+                    tracing::error!(error = %line, "reload failed; the previous configuration stays in force");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// What the watcher compares: every file of the config, with its size and
+/// modification time, including files newly matching an include pattern.
+fn fingerprint(settings: &Settings) -> Vec<(PathBuf, Option<(SystemTime, u64)>)> {
+    let mut files = settings.files.clone();
+    for pattern in &settings.include_patterns {
+        if let Ok(paths) = glob::glob(pattern) {
+            files.extend(paths.filter_map(Result::ok));
+        }
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (f, meta)
+        })
+        .collect()
+}
+
+/// Poll the config files and reload when one changes. Polling (rather than
+/// inotify) also sees atomic renames and Kubernetes ConfigMap symlink swaps.
+pub async fn watch_files(gw: Arc<Gateway>, every: Duration) {
+    let mut last = fingerprint(&gw.snapshot().settings);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = fingerprint(&gw.snapshot().settings);
+        if now != last {
+            tracing::info!("configuration files changed; reloading");
+            let _ = gw.reload();
+            // After a failed reload this is the old file list with the new
+            // times, so the same broken file is not reloaded every tick.
+            last = fingerprint(&gw.snapshot().settings);
+        }
+    }
+}

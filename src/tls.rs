@@ -1,0 +1,64 @@
+//! TLS: rustls with TLS 1.2 and 1.3 only, ALPN `h2` and `http/1.1`, and the
+//! development certificates of `portcullis gen-cert`.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::ServerConfig;
+use std::path::Path;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Build the acceptor from PEM files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not fit: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Write a self-signed certificate and key for `hosts` into `dir`
+/// (`gateway.crt`, `gateway.key`, the key readable by its owner only).
+pub fn generate_self_signed(dir: &Path, hosts: &[String]) -> Result<(), String> {
+    let mut names: Vec<String> = hosts.to_vec();
+    for extra in ["localhost", "127.0.0.1"] {
+        if !names.iter().any(|n| n == extra) {
+            names.push(extra.to_string());
+        }
+    }
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let cert_path = dir.join("gateway.crt");
+    let key_path = dir.join("gateway.key");
+    write_private(&key_path, ck.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(data).map_err(|e| format!("{}: {e}", path.display()))
+}
