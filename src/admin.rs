@@ -52,6 +52,7 @@ fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
         "/readyz" if gw.is_ready() => json(StatusCode::OK, r#"{"status":"ready"}"#),
         "/readyz" => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
         "/metrics" => {
+            gw.metrics.nonces.set(gw.replay.len() as i64);
             let mut r = Response::new(full(gw.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod replay;
 pub mod rewrite;
 pub mod routes;
 pub mod secret;

@@ -6,6 +6,7 @@ use crate::config::{self, Settings};
 use crate::keys::KeyStore;
 use crate::metrics::{Metrics, ResultLabels};
 use crate::proxy::Upstreams;
+use crate::replay::{MemoryNonceStore, NonceStore};
 use crate::routes::RouteTable;
 use arc_swap::ArcSwap;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,8 @@ pub struct Gateway {
     state: ArcSwap<Snapshot>,
     pub upstreams: Upstreams,
     pub metrics: Metrics,
+    /// OAuth 1.0 nonces; outlives reloads (a reload must not forget them).
+    pub replay: Arc<dyn NonceStore>,
     /// Unix seconds at start.
     pub started_at: u64,
     ready: AtomicBool,
@@ -47,8 +50,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config_path: &Path, settings: Settings) -> Result<Arc<Gateway>, String> {
+        let replay: Arc<dyn NonceStore> = Arc::new(MemoryNonceStore::new(
+            settings.replay.window.as_secs(),
+            settings.replay.max_nonces,
+        ));
         let snapshot = Snapshot::build(settings)?;
         Ok(Arc::new(Gateway {
+            replay,
             state: ArcSwap::from_pointee(snapshot),
             upstreams: Upstreams::new(),
             metrics: Metrics::new(),
@@ -79,6 +87,9 @@ impl Gateway {
         match result {
             Ok(next) => {
                 let old = self.state.load();
+                if old.settings.replay != next.settings.replay {
+                    tracing::warn!("replay settings changed: they take effect at the next restart");
+                }
                 if old.settings.listen != next.settings.listen {
                     tracing::warn!("listen addresses changed: they take effect at the next restart (certificates were reloaded)");
                 }

@@ -2,6 +2,7 @@
 //! with the authenticator of its scheme (one module a scheme).
 
 pub mod apikey;
+pub mod oauth1;
 
 use crate::authorize::Grant;
 use crate::error::{err, Code, GatewayError};

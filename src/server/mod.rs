@@ -1,6 +1,7 @@
 //! Listeners: HTTPS (the gateway), the optional plain-HTTP redirect, and the
 //! admin endpoints. SIGTERM/SIGINT stop accepting and drain; SIGHUP reloads.
 
+mod authenticate;
 mod pipeline;
 mod redirect;
 
@@ -54,11 +55,13 @@ pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiv
         tasks.push(tokio::spawn(crate::admin::serve(gw.clone(), l, rx.clone())));
     }
     let watcher = tokio::spawn(crate::state::watch_files(gw.clone(), Duration::from_secs(1)));
+    let purger = tokio::spawn(purge_nonces(gw.clone()));
     gw.set_ready(true);
     let _ = stop.wait_for(|s| *s).await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
     gw.set_ready(false);
     watcher.abort();
+    purger.abort();
     let _ = tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -88,6 +91,15 @@ pub async fn signals(gw: Arc<Gateway>, stop: watch::Sender<bool>) {
         }
     }
     let _ = stop.send(true);
+}
+
+/// Expire nonces in bulk even when no request touches the store.
+async fn purge_nonces(gw: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        gw.replay.purge(crate::auth::now_unix() as u64);
+        gw.metrics.nonces.set(gw.replay.len() as i64);
+    }
 }
 
 pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {

@@ -1,7 +1,8 @@
 //! The request flow, top to bottom: each step returns early with a typed
 //! error, and [`handle`] turns any error into the JSON answer.
 
-use crate::auth::{self, apikey, Credential, Identity, Scheme};
+use super::authenticate::{authenticate, AuthRequest};
+use crate::auth::{self, Scheme};
 use crate::authorize;
 use crate::error::{err, Code, GatewayError};
 use crate::metrics::{CodeLabels, RequestLabels};
@@ -108,11 +109,15 @@ async fn pipeline<'s>(
     out.route = Some(route);
 
     let (mut parts, body) = req.into_parts();
-    let body = proxy::incoming(body);
+    let mut body = proxy::incoming(body);
     let (identity, grants) = if route.config.public {
         (None, None)
     } else {
-        let identity = authenticate(snap, route, &parts)?;
+        let areq = AuthRequest {
+            parts: &parts,
+            host: host.as_deref(),
+        };
+        let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
         out.key_id = identity.key_id.clone();
         out.scheme = Some(identity.scheme);
         let grants = authorize::authorize(route, &parts.method, &path, &identity.grants)?;
@@ -159,34 +164,6 @@ async fn pipeline<'s>(
     let (mut rparts, rbody) = resp.into_parts();
     rewrite::strip_hop_by_hop(&mut rparts.headers);
     Ok(Response::from_parts(rparts, proxy::incoming(rbody)))
-}
-
-/// Verify the request's one credential with the authenticator of its scheme.
-fn authenticate(snap: &Snapshot, route: &Route, parts: &http::request::Parts) -> Result<Identity, GatewayError> {
-    let now = auth::now_unix();
-    let Some(cred) = auth::detect(parts)? else {
-        return Err(err(Code::MissingCredentials, "this route needs credentials"));
-    };
-    let scheme = cred.scheme();
-    if !route.accepts(scheme) {
-        return Err(err(
-            Code::InvalidCredentials,
-            format!("this route does not accept {} credentials", scheme.as_str()),
-        ));
-    }
-    match cred {
-        Credential::Basic(v) => apikey::basic(&snap.keys, v, now),
-        Credential::ApiKeyHeader(v) => apikey::header(&snap.keys, v, now),
-        Credential::OAuth1 { .. } => Err(err(
-            Code::UnsupportedSignatureMethod,
-            "OAuth 1.0 is not enabled on this gateway",
-        )),
-        Credential::Bearer(_) => Err(err(Code::InvalidToken, "no JWT issuer is configured")),
-        Credential::SignedUrl => Err(err(
-            Code::MalformedCredentials,
-            "signed URLs are not enabled on this gateway",
-        )),
-    }
 }
 
 /// Refuse what could be framed two ways by two HTTP parsers: more than one

@@ -1,0 +1,227 @@
+use super::*;
+use std::future::Future;
+use std::sync::{Arc, Barrier};
+use std::task::{Context, Poll, Wake, Waker};
+
+const W: u64 = 300;
+
+struct NoopWake;
+impl Wake for NoopWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    let waker = Waker::from(Arc::new(NoopWake));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn insert_then_replay() {
+    let s = MemoryNonceStore::new(W, 100);
+    assert_eq!(s.check_and_insert_sync("k1", "n1", 1000, 1000), Ok(()));
+    assert_eq!(
+        s.check_and_insert_sync("k1", "n1", 1000, 1001),
+        Err(ReplayError::Replayed)
+    );
+    // Same nonce, different timestamp: still a replay while live.
+    assert_eq!(
+        s.check_and_insert_sync("k1", "n1", 1100, 1100),
+        Err(ReplayError::Replayed)
+    );
+    // Different key or nonce: fine.
+    assert_eq!(s.check_and_insert_sync("k2", "n1", 1000, 1000), Ok(()));
+    assert_eq!(s.check_and_insert_sync("k1", "n2", 1000, 1000), Ok(()));
+    // (key, nonce) framing is unambiguous.
+    assert_eq!(s.check_and_insert_sync("k1n", "1", 1000, 1000), Ok(()));
+    assert_eq!(s.len(), 4);
+    assert!(!NonceStore::is_empty(&s));
+}
+
+#[test]
+fn trait_future_path() {
+    let s: Arc<dyn NonceStore> = Arc::new(MemoryNonceStore::new(W, 10));
+    assert_eq!(block_on(s.check_and_insert("k", "n", 50, 60)), Ok(()));
+    assert_eq!(
+        block_on(s.check_and_insert("k", "n", 50, 60)),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn expiry_frees_and_allows_reuse() {
+    let s = MemoryNonceStore::new(W, 100);
+    assert_eq!(s.check_and_insert_sync("k", "n", 1000, 1000), Ok(()));
+    // Still live at exactly ts + window.
+    assert_eq!(
+        s.check_and_insert_sync("k", "n", 1300, 1300),
+        Err(ReplayError::Replayed)
+    );
+    // Long after expiry (plus a bucket width) the bucket is dropped.
+    let later = 1000 + W + s.width + 1;
+    s.purge(later);
+    assert_eq!(s.len(), 0);
+    assert_eq!(s.check_and_insert_sync("k", "n", later, later), Ok(()));
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn out_of_window_fails_closed() {
+    let s = MemoryNonceStore::new(W, 100);
+    assert_eq!(
+        s.check_and_insert_sync("k", "old", 100, 1000),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(
+        s.check_and_insert_sync("k", "new", 1400, 1000),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(
+        s.check_and_insert_sync("k", "max", u64::MAX, u64::MAX),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(s.check_and_insert_sync("k", "edge", 700, 1000), Ok(()));
+    assert_eq!(s.check_and_insert_sync("k", "edge2", 1300, 1000), Ok(()));
+    assert_eq!(s.len(), 2);
+}
+
+#[test]
+fn full_fails_closed_without_eviction() {
+    let s = MemoryNonceStore::new(W, 3);
+    for n in ["a", "b", "c"] {
+        assert_eq!(s.check_and_insert_sync("k", n, 1000, 1000), Ok(()));
+    }
+    assert_eq!(
+        s.check_and_insert_sync("k", "d", 1000, 1000),
+        Err(ReplayError::Full)
+    );
+    // Still remembered: nothing was evicted.
+    for n in ["a", "b", "c"] {
+        assert_eq!(
+            s.check_and_insert_sync("k", n, 1000, 1001),
+            Err(ReplayError::Replayed)
+        );
+    }
+    assert_eq!(s.len(), 3);
+    // Once they expire, capacity comes back (full path purges all shards).
+    let later = 1000 + W + s.width + 1;
+    assert_eq!(s.check_and_insert_sync("k", "d", later, later), Ok(()));
+    assert_eq!(s.len(), 1);
+}
+
+#[test]
+fn ring_covers_whole_window() {
+    // Timestamps across the full window (expiries span 2 * window) never
+    // collide with a live bucket.
+    let s = MemoryNonceStore::new(W, 1_000_000);
+    let now = 10_000;
+    for ts in (now - W)..=(now + W) {
+        assert_eq!(
+            s.check_and_insert_sync("k", &ts.to_string(), ts, now),
+            Ok(()),
+            "ts {ts}"
+        );
+    }
+    for now in now..now + 3 * W {
+        let ts = now;
+        let nonce = format!("x{now}");
+        assert_eq!(s.check_and_insert_sync("k", &nonce, ts, now), Ok(()));
+        assert_eq!(
+            s.check_and_insert_sync("k", &nonce, ts, now),
+            Err(ReplayError::Replayed)
+        );
+    }
+}
+
+#[test]
+fn zero_window() {
+    let s = MemoryNonceStore::new(0, 10);
+    assert_eq!(s.check_and_insert_sync("k", "n", 5, 5), Ok(()));
+    assert_eq!(
+        s.check_and_insert_sync("k", "n", 5, 5),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(
+        s.check_and_insert_sync("k", "m", 4, 5),
+        Err(ReplayError::Replayed)
+    );
+}
+
+#[test]
+fn concurrent_same_nonce_exactly_one_wins() {
+    let threads = 8;
+    let store = Arc::new(MemoryNonceStore::new(W, 1_000_000));
+    for round in 0..50 {
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    store.check_and_insert_sync("key", &format!("nonce-{round}"), 1000, 1000)
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().ok()).collect();
+        let ok = results.iter().filter(|r| matches!(r, Some(Ok(())))).count();
+        let replayed = results
+            .iter()
+            .filter(|r| matches!(r, Some(Err(ReplayError::Replayed))))
+            .count();
+        assert_eq!((ok, replayed), (1, threads - 1), "round {round}");
+    }
+    assert_eq!(store.len(), 50);
+}
+
+#[test]
+fn concurrent_capacity_is_exact() {
+    let store = Arc::new(MemoryNonceStore::new(W, 1000));
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..500)
+                    .filter(|i| {
+                        store
+                            .check_and_insert_sync("k", &format!("{t}-{i}"), 1000, 1000)
+                            .is_ok()
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let ok: usize = handles.into_iter().filter_map(|h| h.join().ok()).sum();
+    assert_eq!(ok, 1000);
+    assert_eq!(store.len(), 1000);
+}
+
+/// Inserts 1M nonces and reports the capacity-based bytes per nonce.
+#[test]
+fn memory_per_nonce() {
+    let n = 1_000_000usize;
+    let s = MemoryNonceStore::new(W, n);
+    let now = 1_700_000_000u64;
+    for i in 0..n {
+        // Spread timestamps over the window like real traffic.
+        let ts = now - (i as u64 % W);
+        assert!(s
+            .check_and_insert_sync("key-1", &format!("{i:016x}"), ts, now)
+            .is_ok());
+    }
+    assert_eq!(s.len(), n);
+    let heap = s.heap_bytes();
+    let per = heap as f64 / n as f64;
+    println!(
+        "memory_per_nonce: {n} nonces, {heap} heap bytes ({per:.1} B/nonce), {} fixed bytes",
+        s.fixed_bytes()
+    );
+    assert!(per < 64.0, "{per} bytes per nonce");
+}
