@@ -31,7 +31,9 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Rec
                 let gw = gw.clone();
                 async move { Ok::<_, Infallible>(answer(&gw, &req)) }
             });
-            let _ = watcher.watch(b.serve_connection(TokioIo::new(tcp), svc)).await;
+            let _ = watcher
+                .watch(b.serve_connection(TokioIo::new(tcp), svc))
+                .await;
         });
     }
     drop(listener);
@@ -41,8 +43,10 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Rec
 fn json(status: StatusCode, body: &str) -> Response<Body> {
     let mut r = Response::new(full(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -60,6 +64,9 @@ fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
             );
             r
         }
-        _ => json(StatusCode::NOT_FOUND, r#"{"error":"no_route","message":"not an admin endpoint"}"#),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"no_route","message":"not an admin endpoint"}"#,
+        ),
     }
 }

@@ -146,7 +146,13 @@ mod tests {
         assert!(authorize(r, &Method::GET, "/model/XYZ-1", &grants).is_err());
         // `*` stays inside a segment.
         assert!(authorize(r, &Method::GET, "/model/ABC-1/files", &grants).is_err());
-        assert!(authorize(r, &Method::from_bytes(b"PURGE").unwrap(), "/model/ABC-1", &grants).is_err());
+        assert!(authorize(
+            r,
+            &Method::from_bytes(b"PURGE").unwrap(),
+            "/model/ABC-1",
+            &grants
+        )
+        .is_err());
     }
 
     #[test]
@@ -156,6 +162,9 @@ mod tests {
         let other = vec![Grant::new("billing", &s(&["*"]), None)];
         assert!(authorize(r, &Method::GET, "/model/x", &other).is_err());
         let all = vec![Grant::new("models", &s(&["*"]), Some(&s(&["/model/**"])))];
-        assert_eq!(authorize(r, &Method::DELETE, "/model/x/y", &all).unwrap(), "models:*");
+        assert_eq!(
+            authorize(r, &Method::DELETE, "/model/x/y", &all).unwrap(),
+            "models:*"
+        );
     }
 }

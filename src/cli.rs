@@ -11,7 +11,11 @@ use std::process::ExitCode;
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "portcullis", version, about = "A TLS-terminating authorization gateway")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A TLS-terminating authorization gateway"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -144,7 +148,10 @@ fn check(path: &Path) -> ExitCode {
             println!(
                 "listen: https {}{}",
                 s.listen.https,
-                s.listen.http.map(|h| format!(", http {h} (redirect only)")).unwrap_or_default()
+                s.listen
+                    .http
+                    .map(|h| format!(", http {h} (redirect only)"))
+                    .unwrap_or_default()
             );
             println!("routes: {}", s.routes.len());
             for r in &s.routes {
@@ -179,7 +186,10 @@ fn check(path: &Path) -> ExitCode {
             for e in &errors.0 {
                 eprintln!("error: {e}");
             }
-            eprintln!("{} error(s); the configuration is not valid", errors.0.len());
+            eprintln!(
+                "{} error(s); the configuration is not valid",
+                errors.0.len()
+            );
             ExitCode::FAILURE
         }
     }
@@ -244,7 +254,11 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
             let secret = std::env::var("PORTCULLIS_DEMO_SECRET").unwrap_or_default();
             println!(
                 "{}",
-                crate::demo::instructions(https.map_or(8443, |a| a.port()), admin.map(|a| a.port()), &secret)
+                crate::demo::instructions(
+                    https.map_or(8443, |a| a.port()),
+                    admin.map(|a| a.port()),
+                    &secret
+                )
             );
         }
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -273,7 +287,9 @@ async fn start_demo_upstreams(settings: &config::Settings) -> Result<(), String>
 fn demo() -> ExitCode {
     let path = PathBuf::from("config/demo.yaml");
     if !path.exists() {
-        if let Err(e) = std::fs::create_dir_all("config").and_then(|_| std::fs::write(&path, crate::demo::DEMO_YAML)) {
+        if let Err(e) = std::fs::create_dir_all("config")
+            .and_then(|_| std::fs::write(&path, crate::demo::DEMO_YAML))
+        {
             return fail(&format!("cannot write {}: {e}", path.display()));
         }
     }
@@ -321,7 +337,9 @@ pub fn parse_grant(s: &str) -> Result<GrantConfig, String> {
         .ok_or_else(|| format!("`{s}`: expected NS:ACTION[,ACTION][:RESOURCE_GLOB]"))?;
     let resource = parts.next();
     if ns.is_empty() || actions.is_empty() {
-        return Err(format!("`{s}`: expected NS:ACTION[,ACTION][:RESOURCE_GLOB]"));
+        return Err(format!(
+            "`{s}`: expected NS:ACTION[,ACTION][:RESOURCE_GLOB]"
+        ));
     }
     if let Some(r) = resource {
         if !r.starts_with('/') {
@@ -331,7 +349,10 @@ pub fn parse_grant(s: &str) -> Result<GrantConfig, String> {
     }
     Ok(GrantConfig {
         namespace: ns.to_string(),
-        actions: actions.split(',').map(|a| a.trim().to_ascii_lowercase()).collect(),
+        actions: actions
+            .split(',')
+            .map(|a| a.trim().to_ascii_lowercase())
+            .collect(),
         resources: resource.map(|r| vec![r.to_string()]),
     })
 }
@@ -343,12 +364,20 @@ fn keys_new(
     write: Option<PathBuf>,
     id: Option<String>,
 ) -> ExitCode {
-    let grants = match grants.iter().map(|g| parse_grant(g)).collect::<Result<Vec<_>, _>>() {
+    let grants = match grants
+        .iter()
+        .map(|g| parse_grant(g))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(g) => g,
         Err(e) => return fail(&e),
     };
     let id = id.unwrap_or_else(random_id);
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return fail("the key id must be letters, digits, `-`, `_` or `.`");
     }
     let secret = random_secret();

@@ -21,9 +21,10 @@ pub async fn echo_upstream(listener: TcpListener) {
             continue;
         };
         tokio::spawn(async move {
-            let svc = service_fn(|req: Request<Incoming>| async move {
-                Ok::<_, Infallible>(echo(req).await)
-            });
+            let svc =
+                service_fn(
+                    |req: Request<Incoming>| async move { Ok::<_, Infallible>(echo(req).await) },
+                );
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
@@ -33,7 +34,11 @@ pub async fn echo_upstream(listener: TcpListener) {
 
 async fn echo(req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let len = body.collect().await.map(|b| b.to_bytes().len()).unwrap_or(0);
+    let len = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().len())
+        .unwrap_or(0);
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers
         .iter()
@@ -66,19 +71,27 @@ pub fn instructions(https_port: u16, admin: Option<u16>, secret: &str) -> String
     let mut s = String::new();
     s.push_str("\nportcullis demo is running. In another terminal, from this folder:\n\n");
     s.push_str("# 200: the key holds models:read on /model/ABC-*; the echo shows what the upstream received\n");
-    s.push_str(&format!("curl {ca} {base_u}/model/ABC-123\n\n", base_u = format!("https://demo-key:{secret}@localhost:{https_port}")));
+    s.push_str(&format!(
+        "curl {ca} https://demo-key:{secret}@localhost:{https_port}/model/ABC-123\n\n"
+    ));
     s.push_str("# 200: the same key as X-Api-Key\n");
-    s.push_str(&format!("curl {ca} -H 'X-Api-Key: {secret}' {base}/model/ABC-123\n\n"));
+    s.push_str(&format!(
+        "curl {ca} -H 'X-Api-Key: {secret}' {base}/model/ABC-123\n\n"
+    ));
     s.push_str("# 401 missing_credentials: no key\n");
     s.push_str(&format!("curl -i {ca} {base}/model/ABC-123\n\n"));
     s.push_str("# 401 invalid_credentials: wrong secret\n");
-    s.push_str(&format!("curl -i {ca} https://demo-key:wrong@localhost:{https_port}/model/ABC-123\n\n"));
+    s.push_str(&format!(
+        "curl -i {ca} https://demo-key:wrong@localhost:{https_port}/model/ABC-123\n\n"
+    ));
     s.push_str("# 403 insufficient_grant: the key may read and create, not delete\n");
     s.push_str(&format!(
         "curl -i {ca} -X DELETE https://demo-key:{secret}@localhost:{https_port}/model/ABC-123\n\n"
     ));
     s.push_str("# 403 insufficient_grant: outside the key's resources (/model/ABC-*)\n");
-    s.push_str(&format!("curl -i {ca} https://demo-key:{secret}@localhost:{https_port}/model/XYZ-9\n\n"));
+    s.push_str(&format!(
+        "curl -i {ca} https://demo-key:{secret}@localhost:{https_port}/model/XYZ-9\n\n"
+    ));
     s.push_str("# 200 without credentials: a public route\n");
     s.push_str(&format!("curl {ca} {base}/status\n\n"));
     if let Some(p) = admin {

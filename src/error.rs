@@ -101,11 +101,18 @@ impl Code {
         match self {
             MalformedCredentials | MultipleCredentials | DuplicateParameter
             | UnsupportedParameter | InvalidPath | MalformedRequest => StatusCode::BAD_REQUEST,
-            MissingCredentials | InvalidCredentials | UnknownKey | KeyDisabled | KeyExpired
-            | InvalidSignature | TimestampOutOfWindow | NonceReplayed
-            | UnsupportedSignatureMethod | InvalidToken | TokenExpired | UrlExpired => {
-                StatusCode::UNAUTHORIZED
-            }
+            MissingCredentials
+            | InvalidCredentials
+            | UnknownKey
+            | KeyDisabled
+            | KeyExpired
+            | InvalidSignature
+            | TimestampOutOfWindow
+            | NonceReplayed
+            | UnsupportedSignatureMethod
+            | InvalidToken
+            | TokenExpired
+            | UrlExpired => StatusCode::UNAUTHORIZED,
             InsufficientGrant => StatusCode::FORBIDDEN,
             NoRoute => StatusCode::NOT_FOUND,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -223,7 +230,10 @@ mod tests {
         let resp = err(Code::InvalidCredentials, "wrong")
             .into_response("rid-1", &["Basic realm=\"portcullis\""]);
         assert_eq!(resp.status(), 401);
-        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Basic realm=\"portcullis\"");
+        assert_eq!(
+            resp.headers()[header::WWW_AUTHENTICATE],
+            "Basic realm=\"portcullis\""
+        );
         let v: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
         assert_eq!(v["error"], "invalid_credentials");
         assert_eq!(v["request_id"], "rid-1");

@@ -70,7 +70,10 @@ impl KeyStore {
         let mut store = KeyStore::default();
         for c in configs {
             let k = Arc::new(Key::new(c));
-            store.by_hash.entry(k.secret_hash).or_insert_with(|| k.clone());
+            store
+                .by_hash
+                .entry(k.secret_hash)
+                .or_insert_with(|| k.clone());
             store.by_id.insert(k.id.clone(), k);
         }
         store

@@ -71,7 +71,10 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                     b'/' | b'\\' => return Err(PathError::Slash),
                     b'%' => {
                         let next_is_escape = matches!(
-                            (bytes.get(i + 3).copied().and_then(hex), bytes.get(i + 4).copied().and_then(hex)),
+                            (
+                                bytes.get(i + 3).copied().and_then(hex),
+                                bytes.get(i + 4).copied().and_then(hex)
+                            ),
                             (Some(_), Some(_))
                         );
                         if next_is_escape {
@@ -172,8 +175,14 @@ mod tests {
         assert_eq!(normalize("/model%5c..%5cadmin"), Err(PathError::Slash));
         assert_eq!(normalize("/model\\..\\admin"), Err(PathError::Slash));
         assert_eq!(normalize("/model;x=1/../admin"), Err(PathError::Parameter));
-        assert_eq!(normalize("/model/%252e%252e/admin"), Err(PathError::DoubleEncoding));
-        assert_eq!(normalize("/model/%c0%ae%c0%ae/admin"), Err(PathError::NotUtf8));
+        assert_eq!(
+            normalize("/model/%252e%252e/admin"),
+            Err(PathError::DoubleEncoding)
+        );
+        assert_eq!(
+            normalize("/model/%c0%ae%c0%ae/admin"),
+            Err(PathError::NotUtf8)
+        );
         assert_eq!(normalize("/model/%e0%80%ae"), Err(PathError::NotUtf8));
         assert_eq!(normalize("/model/%00"), Err(PathError::Control));
         assert_eq!(normalize("/model/%zz"), Err(PathError::BadEscape));

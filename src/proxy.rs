@@ -55,7 +55,11 @@ impl Upstreams {
     }
 
     /// The upstream URI for a normalised path and the (rewritten) query.
-    pub fn target(upstream: &Upstream, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
+    pub fn target(
+        upstream: &Upstream,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Uri, GatewayError> {
         let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + 1);
         pq.push_str(&upstream.base_path);
         pq.push_str(path);

@@ -21,7 +21,11 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// Method-override headers, compared after folding `_` and `.` to `-`.
-const METHOD_OVERRIDE: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
 
 /// Headers the gateway sets itself; any spelling of them from the client goes.
 const GATEWAY_SET: [&str; 5] = [
@@ -117,7 +121,10 @@ pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
         if let Some(k) = &id.key_id {
             headers.insert("x-auth-key-id", value(k));
         }
-        headers.insert("x-auth-scheme", HeaderValue::from_static(id.scheme.as_str()));
+        headers.insert(
+            "x-auth-scheme",
+            HeaderValue::from_static(id.scheme.as_str()),
+        );
         if let Some(iss) = &id.issuer {
             headers.insert("x-auth-issuer", value(iss));
         }
@@ -153,7 +160,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }

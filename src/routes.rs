@@ -136,8 +136,14 @@ mod tests {
         ]);
         let name = |h: Option<&str>, p: &str| t.lookup(h, p).map(|r| r.config.name.clone());
         assert_eq!(name(None, "/model/x").as_deref(), Some("model"));
-        assert_eq!(name(Some("stl.test"), "/model/x").as_deref(), Some("model-host"));
-        assert_eq!(name(Some("other"), "/model/admin/x").as_deref(), Some("model-admin"));
+        assert_eq!(
+            name(Some("stl.test"), "/model/x").as_deref(),
+            Some("model-host")
+        );
+        assert_eq!(
+            name(Some("other"), "/model/admin/x").as_deref(),
+            Some("model-admin")
+        );
         assert_eq!(name(None, "/modelx").as_deref(), Some("root"));
     }
 

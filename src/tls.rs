@@ -46,7 +46,8 @@ pub fn generate_self_signed(dir: &Path, hosts: &[String]) -> Result<(), String> 
     let cert_path = dir.join("gateway.crt");
     let key_path = dir.join("gateway.key");
     write_private(&key_path, ck.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(&cert_path, ck.cert.pem()).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    std::fs::write(&cert_path, ck.cert.pem())
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
     Ok(())
 }
 
@@ -59,6 +60,9 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(data).map_err(|e| format!("{}: {e}", path.display()))
+    let mut f = opts
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }

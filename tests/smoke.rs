@@ -6,7 +6,12 @@ use common::*;
 async fn granted_request_reaches_the_upstream() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&standard_body(&up));
-    let a = get(&gw, "/model/ABC-1", &[("authorization", &basic("K1", SECRET))]).await;
+    let a = get(
+        &gw,
+        "/model/ABC-1",
+        &[("authorization", &basic("K1", SECRET))],
+    )
+    .await;
     assert_eq!(a.status, 200, "{:?}", a.body);
     let r = up.last();
     assert_eq!(r.target, "/model/ABC-1");

@@ -19,7 +19,10 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 fn invalid() -> GatewayError {
-    err(Code::InvalidCredentials, "the key id or secret is not valid")
+    err(
+        Code::InvalidCredentials,
+        "the key id or secret is not valid",
+    )
 }
 
 fn malformed(what: &'static str) -> GatewayError {

@@ -21,7 +21,12 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    pub const ALL: [Scheme; 4] = [Scheme::OAuth1, Scheme::ApiKey, Scheme::Jwt, Scheme::SignedUrl];
+    pub const ALL: [Scheme; 4] = [
+        Scheme::OAuth1,
+        Scheme::ApiKey,
+        Scheme::Jwt,
+        Scheme::SignedUrl,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -166,6 +166,7 @@ pub struct GrantConfig {
 pub struct JwtConfig {
     pub issuers: Vec<IssuerConfig>,
     pub revoked_jti: Vec<String>,
+    pub revoked_jti_file: Option<PathBuf>,
     pub tokens: Option<TokensConfig>,
 }
 

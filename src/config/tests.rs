@@ -58,7 +58,10 @@ include: [keys.d/*.yaml]
     assert_eq!(r.host.as_deref(), Some("stl.test"));
     assert_eq!(r.path_prefix, "/model");
     assert_eq!(r.upstream.as_ref().unwrap().base_path, "/base");
-    assert_eq!(r.method_actions[&Method::from_bytes(b"PURGE").unwrap()], "delete");
+    assert_eq!(
+        r.method_actions[&Method::from_bytes(b"PURGE").unwrap()],
+        "delete"
+    );
     assert_eq!(r.method_actions[&Method::GET], "read");
     let ids: Vec<&str> = s.keys.iter().map(|k| k.id.as_str()).collect();
     assert_eq!(ids, ["XYZ-PDQ", "K2", "K3", "K4"]);
@@ -94,14 +97,28 @@ keys:
     let errors = load(&p).unwrap_err().0;
     let found: Vec<(Option<usize>, &str)> =
         errors.iter().map(|e| (e.line, e.field.as_str())).collect();
-    assert!(found.contains(&(Some(4), "limits.upstream_timeout")), "{found:?}");
-    assert!(found.contains(&(Some(7), "routes[0].match.path_prefix")), "{found:?}");
-    assert!(found.contains(&(Some(8), "routes[0].upstream")), "{found:?}");
+    assert!(
+        found.contains(&(Some(4), "limits.upstream_timeout")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Some(7), "routes[0].match.path_prefix")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Some(8), "routes[0].upstream")),
+        "{found:?}"
+    );
     assert!(found.contains(&(Some(13), "keys[0].secret")), "{found:?}");
-    assert!(found.contains(&(Some(16), "keys[1].secret_hash")), "{found:?}");
+    assert!(
+        found.contains(&(Some(16), "keys[1].secret_hash")),
+        "{found:?}"
+    );
     assert!(errors.iter().all(|e| e.file == p));
     // The literal secret never appears in an error.
-    assert!(!errors.iter().any(|e| e.to_string().contains("plaintext-in-file")));
+    assert!(!errors
+        .iter()
+        .any(|e| e.to_string().contains("plaintext-in-file")));
 }
 
 #[test]
@@ -145,5 +162,8 @@ fn key_yaml_round_trips() {
     let keys: Vec<raw::RawKey> = serde_yaml::from_str(&y).unwrap();
     assert_eq!(keys[0].id, "AB-CD");
     assert_eq!(keys[0].name.as_deref(), Some("Warehouse: east"));
-    assert_eq!(keys[0].grants[0].resources.as_ref().unwrap()[0], "/model/ABC-*");
+    assert_eq!(
+        keys[0].grants[0].resources.as_ref().unwrap()[0],
+        "/model/ABC-*"
+    );
 }

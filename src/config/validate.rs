@@ -104,19 +104,15 @@ pub fn expand_env(value: &str) -> Result<String, String> {
                 Some((n, d)) => (n, Some(d)),
                 None => (expr, None),
             };
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(format!("`${{{name}}}` is not a valid variable name"));
             }
             match (std::env::var(name), default) {
                 (Ok(v), _) => out.push_str(&v),
                 (Err(_), Some(d)) => out.push_str(d),
-                (Err(_), None) => {
-                    return Err(format!("environment variable {name} is not set"))
-                }
+                (Err(_), None) => return Err(format!("environment variable {name} is not set")),
             }
             rest = &a[end + 1..];
         } else {
@@ -339,7 +335,9 @@ fn join(prefix: &str, field: &str) -> String {
 fn listen(ctx: &mut Ctx, l: &RawListen) -> Option<Listen> {
     let https = ctx.addr("listen.https", &l.https);
     let http = l.http.as_ref().and_then(|h| ctx.addr("listen.http", h));
-    let cert = ctx.expand("listen.tls.cert", &l.tls.cert).map(PathBuf::from);
+    let cert = ctx
+        .expand("listen.tls.cert", &l.tls.cert)
+        .map(PathBuf::from);
     let key = ctx.expand("listen.tls.key", &l.tls.key).map(PathBuf::from);
     for (field, p) in [("listen.tls.cert", &cert), ("listen.tls.key", &key)] {
         if let Some(p) = p {
@@ -358,7 +356,11 @@ fn listen(ctx: &mut Ctx, l: &RawListen) -> Option<Listen> {
 
 fn limits(ctx: &mut Ctx, l: &RawLimits) -> Limits {
     let d = Limits::default();
-    let max_header_bytes = ctx.size("limits.max_header_bytes", &l.max_header_bytes, d.max_header_bytes);
+    let max_header_bytes = ctx.size(
+        "limits.max_header_bytes",
+        &l.max_header_bytes,
+        d.max_header_bytes,
+    );
     if max_header_bytes < 8192 {
         ctx.error("limits.max_header_bytes", "must be at least 8KiB");
     }
@@ -481,7 +483,10 @@ fn routes(ctx: &mut Ctx, raw: &[RawRoute]) -> Vec<RouteConfig> {
             .map(|h| h.to_ascii_lowercase());
         if let Some(h) = &host {
             if h.is_empty() || h.contains(['/', ' ', '@']) {
-                ctx.error(&f("match.host"), "must be a host name such as api.example.com");
+                ctx.error(
+                    &f("match.host"),
+                    "must be a host name such as api.example.com",
+                );
             }
         }
         let prefix = ctx
@@ -502,14 +507,22 @@ fn routes(ctx: &mut Ctx, raw: &[RawRoute]) -> Vec<RouteConfig> {
                 "/".into()
             }
         };
-        let upstream = match r.upstream.as_ref().and_then(|u| ctx.expand(&f("upstream"), u)) {
+        let upstream = match r
+            .upstream
+            .as_ref()
+            .and_then(|u| ctx.expand(&f("upstream"), u))
+        {
             Some(u) => upstream(ctx, &f("upstream"), &u),
             None => {
                 ctx.error(&f("upstream"), "is required");
                 None
             }
         };
-        let namespace = match r.namespace.as_ref().and_then(|n| ctx.expand(&f("namespace"), n)) {
+        let namespace = match r
+            .namespace
+            .as_ref()
+            .and_then(|n| ctx.expand(&f("namespace"), n))
+        {
             Some(n) if valid_name(&n) => n,
             Some(_) => {
                 ctx.error(&f("namespace"), "must be letters, digits, `_`, `-` or `.`");
@@ -548,7 +561,10 @@ fn routes(ctx: &mut Ctx, raw: &[RawRoute]) -> Vec<RouteConfig> {
                 Ok(method) if a.chars().all(|c| ACTION_CHARS.contains(c)) && !a.is_empty() => {
                     method_actions.insert(method, a.clone());
                 }
-                Ok(_) => ctx.error(&field, "action must be lower-case letters, digits, `_` or `-`"),
+                Ok(_) => ctx.error(
+                    &field,
+                    "action must be lower-case letters, digits, `_` or `-`",
+                ),
                 Err(_) => ctx.error(&field, format!("`{m}` is not an HTTP method")),
             }
         }
@@ -579,11 +595,17 @@ fn upstream(ctx: &mut Ctx, field: &str, u: &str) -> Option<Upstream> {
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
-            ctx.error(field, "https upstreams are not supported yet; use http:// on a trusted network");
+            ctx.error(
+                field,
+                "https upstreams are not supported yet; use http:// on a trusted network",
+            );
             return None;
         }
         _ => {
-            ctx.error(field, "must be an http:// URL such as http://127.0.0.1:9000");
+            ctx.error(
+                field,
+                "must be an http:// URL such as http://127.0.0.1:9000",
+            );
             return None;
         }
     }
@@ -606,17 +628,27 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
     let f = |s: &str| join(prefix, s);
     let id = ctx.expand(&f("id"), &k.id)?;
     if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_graphic() && c != ':') {
-        ctx.error(&f("id"), "must be 1-128 visible ASCII characters without `:`");
+        ctx.error(
+            &f("id"),
+            "must be 1-128 visible ASCII characters without `:`",
+        );
     }
     let owner = ctx.expand(&f("owner"), &k.owner)?;
     if owner.is_empty() || owner.chars().any(|c| c.is_control()) {
-        ctx.error(&f("owner"), "must be a non-empty name without control characters");
+        ctx.error(
+            &f("owner"),
+            "must be a non-empty name without control characters",
+        );
     }
     let name = k.name.as_ref().and_then(|n| ctx.expand(&f("name"), n));
-    let given = [k.secret_hash.is_some(), k.secret.is_some(), k.secret_file.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let given = [
+        k.secret_hash.is_some(),
+        k.secret.is_some(),
+        k.secret_file.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if given != 1 {
         ctx.error(
             &f("secret_hash"),
@@ -629,7 +661,10 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
         match parse_hash(&h) {
             Some(h) => KeySecret::Hash(h),
             None => {
-                ctx.error(&f("secret_hash"), "must be sha256: followed by 64 hex digits");
+                ctx.error(
+                    &f("secret_hash"),
+                    "must be sha256: followed by 64 hex digits",
+                );
                 return None;
             }
         }
@@ -661,7 +696,10 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
                 KeySecret::Plain(Secret::new(s))
             }
             Err(e) => {
-                ctx.error(&f("secret_file"), format!("cannot read `{}`: {e}", p.display()));
+                ctx.error(
+                    &f("secret_file"),
+                    format!("cannot read `{}`: {e}", p.display()),
+                );
                 return None;
             }
         }
@@ -669,7 +707,9 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
     let mut grants = Vec::new();
     for (j, g) in k.grants.iter().enumerate() {
         let gf = |s: &str| f(&format!("grants[{j}].{s}"));
-        let namespace = ctx.expand(&gf("namespace"), &g.namespace).unwrap_or_default();
+        let namespace = ctx
+            .expand(&gf("namespace"), &g.namespace)
+            .unwrap_or_default();
         if !valid_name(&namespace) {
             ctx.error(&gf("namespace"), "must be letters, digits, `_`, `-` or `.`");
         }
@@ -679,7 +719,10 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
             if a == "*" || (!a.is_empty() && a.chars().all(|c| ACTION_CHARS.contains(c))) {
                 actions.push(a);
             } else {
-                ctx.error(&gf("actions"), format!("`{a}` is not an action name or `*`"));
+                ctx.error(
+                    &gf("actions"),
+                    format!("`{a}` is not an action name or `*`"),
+                );
             }
         }
         if actions.is_empty() {
@@ -713,7 +756,10 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
             match time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339) {
                 Ok(t) => Some(t.unix_timestamp()),
                 Err(_) => {
-                    ctx.error(&f("expires_at"), "must be an RFC 3339 time such as 2027-01-01T00:00:00Z");
+                    ctx.error(
+                        &f("expires_at"),
+                        "must be an RFC 3339 time such as 2027-01-01T00:00:00Z",
+                    );
                     None
                 }
             }
@@ -764,7 +810,10 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
             audiences: r.audiences.clone(),
             algorithms: r.algorithms.clone(),
             jwks_file,
-            jwks_url: r.jwks_url.as_ref().and_then(|u| ctx.expand(&f("jwks_url"), u)),
+            jwks_url: r
+                .jwks_url
+                .as_ref()
+                .and_then(|u| ctx.expand(&f("jwks_url"), u)),
             hs_secret: r
                 .hs_secret
                 .as_ref()
@@ -794,14 +843,25 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
             signing_key: signing_key?,
         })
     });
+    let revoked_jti_file = j
+        .revoked_jti_file
+        .as_ref()
+        .and_then(|p| ctx.expand("jwt.revoked_jti_file", p))
+        .map(PathBuf::from);
     JwtConfig {
         issuers,
         revoked_jti: j.revoked_jti.clone(),
+        revoked_jti_file,
         tokens,
     }
 }
 
-fn cross_checks(ctx: &mut Ctx, routes: &[RouteConfig], keys: &[KeyConfig], warnings: &mut Vec<String>) {
+fn cross_checks(
+    ctx: &mut Ctx,
+    routes: &[RouteConfig],
+    keys: &[KeyConfig],
+    warnings: &mut Vec<String>,
+) {
     let mut seen = std::collections::HashSet::new();
     for k in keys {
         if !seen.insert(k.id.as_str()) {
@@ -810,6 +870,24 @@ fn cross_checks(ctx: &mut Ctx, routes: &[RouteConfig], keys: &[KeyConfig], warni
                 line: None,
                 field: "keys".into(),
                 reason: format!("key id `{}` is defined twice", k.id),
+            });
+        }
+    }
+    let mut hashes = std::collections::HashMap::new();
+    for k in keys {
+        let h = match &k.secret {
+            KeySecret::Hash(h) => *h,
+            KeySecret::Plain(s) => crate::secret::sha256(s.expose().as_bytes()),
+        };
+        if let Some(first) = hashes.insert(h, k.id.as_str()) {
+            ctx.errors.push(ConfigError {
+                file: ctx.file.clone(),
+                line: None,
+                field: "keys".into(),
+                reason: format!(
+                    "keys `{first}` and `{}` have the same secret; every key needs its own",
+                    k.id
+                ),
             });
         }
     }
@@ -843,7 +921,10 @@ fn cross_checks(ctx: &mut Ctx, routes: &[RouteConfig], keys: &[KeyConfig], warni
             ));
         }
         if r.public {
-            warnings.push(format!("route `{}` is public: it forwards requests without credentials", r.name));
+            warnings.push(format!(
+                "route `{}` is public: it forwards requests without credentials",
+                r.name
+            ));
         }
     }
 }

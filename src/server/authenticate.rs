@@ -136,7 +136,10 @@ fn is_form(parts: &Parts) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 fn declared_length(parts: &Parts) -> Option<u64> {
@@ -162,7 +165,10 @@ async fn buffer(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, G
     let mut buf = bytes::BytesMut::new();
     while let Some(frame) = taken.frame().await {
         let Ok(frame) = frame else {
-            return Err(err(Code::MalformedRequest, "the request body could not be read"));
+            return Err(err(
+                Code::MalformedRequest,
+                "the request body could not be read",
+            ));
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
@@ -203,9 +209,10 @@ async fn oauth1_verify(
     now: i64,
 ) -> Result<Identity, GatewayError> {
     let authorization = match &header {
-        Some(v) => Some(v.to_str().map_err(|_| {
-            err(Code::MalformedCredentials, "the OAuth header is not ASCII")
-        })?),
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| err(Code::MalformedCredentials, "the OAuth header is not ASCII"))?,
+        ),
         None => None,
     };
     let origin = origin(snap, req.host)?;

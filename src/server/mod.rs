@@ -47,14 +47,21 @@ impl Listeners {
 pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiver<bool>) {
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(accept_https(gw.clone(), listeners.https, rx.clone())));
+    tasks.push(tokio::spawn(accept_https(
+        gw.clone(),
+        listeners.https,
+        rx.clone(),
+    )));
     if let Some(l) = listeners.http {
         tasks.push(tokio::spawn(redirect::serve(gw.clone(), l, rx.clone())));
     }
     if let Some(l) = listeners.admin {
         tasks.push(tokio::spawn(crate::admin::serve(gw.clone(), l, rx.clone())));
     }
-    let watcher = tokio::spawn(crate::state::watch_files(gw.clone(), Duration::from_secs(1)));
+    let watcher = tokio::spawn(crate::state::watch_files(
+        gw.clone(),
+        Duration::from_secs(1),
+    ));
     let purger = tokio::spawn(purge_nonces(gw.clone()));
     gw.set_ready(true);
     let _ = stop.wait_for(|s| *s).await;
@@ -147,7 +154,9 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let acceptor = snap.tls.clone();
             drop(snap);
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
+                .await
+            {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -175,8 +184,14 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
 
 pub(crate) async fn drain(graceful: GracefulShutdown, gw: &Gateway) {
     let grace = gw.snapshot().settings.limits.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(?grace, "grace period over; closing the remaining connections");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "grace period over; closing the remaining connections"
+        );
     }
 }
 

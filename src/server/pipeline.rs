@@ -50,7 +50,9 @@ pub async fn handle(
             if code.is_auth_failure() {
                 gw.metrics
                     .auth_failures
-                    .get_or_create(&CodeLabels { code: code.as_str() })
+                    .get_or_create(&CodeLabels {
+                        code: code.as_str(),
+                    })
                     .inc();
             }
             if !code.is_auth_failure() && code.status().as_u16() != 404 {
@@ -58,13 +60,19 @@ pub async fn handle(
             }
             let challenges = out.route.map(|r| r.challenges.as_slice()).unwrap_or(&[]);
             let rid = request_id.to_str().unwrap_or("");
-            (e.into_response(rid, challenges).map(proxy::full), Some(code))
+            (
+                e.into_response(rid, challenges).map(proxy::full),
+                Some(code),
+            )
         }
     };
-    resp.headers_mut().insert("x-request-id", request_id.clone());
+    resp.headers_mut()
+        .insert("x-request-id", request_id.clone());
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    let route_label = out.route.map_or_else(|| "-".to_string(), |r| r.config.name.clone());
+    let route_label = out
+        .route
+        .map_or_else(|| "-".to_string(), |r| r.config.name.clone());
     gw.metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -101,7 +109,8 @@ async fn pipeline<'s>(
 ) -> Result<Response<Body>, GatewayError> {
     check_framing(req.headers())?;
     let host = request_host(&req)?;
-    let path = path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
+    let path =
+        path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
     let route = snap
         .routes
         .lookup(host.as_deref().map(host_without_port).as_deref(), &path)
@@ -123,7 +132,11 @@ async fn pipeline<'s>(
         let grants = authorize::authorize(route, &parts.method, &path, &identity.grants)?;
         (Some(identity), Some(grants))
     };
-    out.decision = if route.config.public { "public" } else { "allowed" };
+    out.decision = if route.config.public {
+        "public"
+    } else {
+        "allowed"
+    };
 
     let upstream = route
         .config
@@ -159,7 +172,10 @@ async fn pipeline<'s>(
     parts.version = Version::HTTP_11;
     let resp = gw
         .upstreams
-        .send(Request::from_parts(parts, body), snap.settings.limits.upstream_timeout)
+        .send(
+            Request::from_parts(parts, body),
+            snap.settings.limits.upstream_timeout,
+        )
         .await?;
     let (mut rparts, rbody) = resp.into_parts();
     rewrite::strip_hop_by_hop(&mut rparts.headers);
@@ -185,7 +201,12 @@ fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
         if cl > 0 {
             return bad("the request has both Content-Length and Transfer-Encoding");
         }
-        if te.len() > 1 || !te[0].as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
+        if te.len() > 1
+            || !te[0]
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"chunked")
+        {
             return bad("the only Transfer-Encoding accepted is a single `chunked`");
         }
     }
@@ -198,15 +219,18 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<String>, GatewayError>
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
-        return Err(err(Code::MalformedRequest, "the request has more than one Host header"));
+        return Err(err(
+            Code::MalformedRequest,
+            "the request has more than one Host header",
+        ));
     }
     let header = match header {
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .filter(|h| valid_host(h))
-                .ok_or_else(|| err(Code::MalformedRequest, "the Host header is not a valid host"))?,
-        ),
+        Some(v) => Some(v.to_str().ok().filter(|h| valid_host(h)).ok_or_else(|| {
+            err(
+                Code::MalformedRequest,
+                "the Host header is not a valid host",
+            )
+        })?),
         None => None,
     };
     let authority = req.uri().authority().map(|a| a.as_str());
@@ -217,9 +241,10 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<String>, GatewayError>
         )),
         (Some(a), _) => Ok(Some(a.to_string())),
         (None, Some(h)) => Ok(Some(h.to_string())),
-        (None, None) if req.version() == Version::HTTP_11 => {
-            Err(err(Code::MalformedRequest, "the request has no Host header"))
-        }
+        (None, None) if req.version() == Version::HTTP_11 => Err(err(
+            Code::MalformedRequest,
+            "the request has no Host header",
+        )),
         (None, None) => Ok(None),
     }
 }
@@ -227,14 +252,17 @@ fn request_host(req: &Request<Incoming>) -> Result<Option<String>, GatewayError>
 pub(crate) fn valid_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_'))
+        && h.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        })
 }
 
 /// Drop `oauth_*` and `pc_*` parameters: the credential never reaches the upstream.
 fn strip_credential_params(query: Option<&str>) -> Option<String> {
     let q = query?;
-    if !auth::has_param_prefix(q.as_bytes(), "oauth_") && !auth::has_param_prefix(q.as_bytes(), "pc_") {
+    if !auth::has_param_prefix(q.as_bytes(), "oauth_")
+        && !auth::has_param_prefix(q.as_bytes(), "pc_")
+    {
         return Some(q.to_string());
     }
     let kept: Vec<&str> = q
@@ -284,7 +312,8 @@ mod tests {
     #[test]
     fn credential_params_removed() {
         assert_eq!(
-            strip_credential_params(Some("a=1&oauth_nonce=x&b=2&pc_sig=ff&%6fauth_token=")).as_deref(),
+            strip_credential_params(Some("a=1&oauth_nonce=x&b=2&pc_sig=ff&%6fauth_token="))
+                .as_deref(),
             Some("a=1&b=2")
         );
         assert_eq!(strip_credential_params(Some("a=1")).as_deref(), Some("a=1"));

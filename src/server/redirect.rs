@@ -25,12 +25,16 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Rec
         tokio::spawn(async move {
             let timeout = gw.snapshot().settings.limits.header_read_timeout;
             let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new()).header_read_timeout(timeout).keep_alive(false);
+            b.timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .keep_alive(false);
             let svc = service_fn(move |req| {
                 let gw = gw.clone();
                 async move { Ok::<_, Infallible>(redirect(&gw, &req)) }
             });
-            let _ = watcher.watch(b.serve_connection(TokioIo::new(tcp), svc)).await;
+            let _ = watcher
+                .watch(b.serve_connection(TokioIo::new(tcp), svc))
+                .await;
         });
     }
     drop(listener);

@@ -77,13 +77,17 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let rec = records.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let rec = rec.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -108,7 +112,9 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests().pop().expect("the upstream received no request")
+        self.requests()
+            .pop()
+            .expect("the upstream received no request")
     }
 
     pub fn count(&self) -> usize {
@@ -118,8 +124,15 @@ impl Upstream {
 
 async fn answer(rec: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    let target = parts.uri.path_and_query().map_or("/".to_string(), |p| p.to_string());
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.to_string());
     rec.lock().unwrap().push(Recorded {
         method: parts.method.to_string(),
         target: target.clone(),
@@ -133,11 +146,18 @@ async fn answer(rec: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Respo
     if target.starts_with("/slow") {
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
-    if let Some(n) = target.strip_prefix("/big/").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(n) = target
+        .strip_prefix("/big/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
         return Response::new(Full::new(Bytes::from(data)));
     }
-    let mut r = Response::new(Full::new(if body.is_empty() { Bytes::from_static(b"ok") } else { body }));
+    let mut r = Response::new(Full::new(if body.is_empty() {
+        Bytes::from_static(b"ok")
+    } else {
+        body
+    }));
     r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
     r
 }
@@ -162,7 +182,11 @@ pub fn gen_cert(dir: &Path) {
         .arg(dir)
         .output()
         .expect("run gen-cert");
-    assert!(out.status.success(), "gen-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "gen-cert failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Gateway {
@@ -184,7 +208,11 @@ impl Gateway {
         let config = dir.path().join("gateway.yaml");
         std::fs::write(&config, format!("{head}{body}")).expect("write config");
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("-c").arg(&config).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.arg("serve")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -304,12 +332,19 @@ pub fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -373,13 +408,22 @@ impl Answer {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(String::from)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
     }
 }
 
 /// Send one HTTP/1.1 request over a fresh TLS connection. `Host` is added
 /// when `headers` has none.
-pub async fn send(gw: &Gateway, method: &str, target: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+pub async fn send(
+    gw: &Gateway,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Answer {
     let stream = connect(gw, &[b"http/1.1"]).await;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -395,7 +439,11 @@ pub async fn send(gw: &Gateway, method: &str, target: &str, headers: &[(&str, &s
     let req = req.body(Full::new(body.into())).expect("request");
     let resp = sender.send_request(req).await.expect("send request");
     let (parts, body) = resp.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     Answer {
         status: parts.status.as_u16(),
         headers: parts.headers,
