@@ -2,6 +2,7 @@
 //! admin endpoints. SIGTERM/SIGINT stop accepting and drain; SIGHUP reloads.
 
 mod authenticate;
+mod framing;
 mod pipeline;
 mod redirect;
 
@@ -170,8 +171,11 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             gw.metrics.connections.inc();
             let builder = connection_builder(&limits);
             let svc_gw = gw.clone();
-            let svc = service_fn(move |req| handle(svc_gw.clone(), peer, req));
-            let conn = builder.serve_connection(TokioIo::new(tls), svc);
+            let ambiguous = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let conn_flag = ambiguous.clone();
+            let svc = service_fn(move |req| handle(svc_gw.clone(), peer, conn_flag.clone(), req));
+            let io = framing::FramingGuard::new(tls, ambiguous);
+            let conn = builder.serve_connection(TokioIo::new(io), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

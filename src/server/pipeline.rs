@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,9 +28,12 @@ struct Outcome<'s> {
     decision: &'static str,
 }
 
+/// `ambiguous` is raised by the connection's framing guard when a request
+/// head on it had `Content-Length` twice or beside `Transfer-Encoding`.
 pub async fn handle(
     gw: Arc<Gateway>,
     peer: SocketAddr,
+    ambiguous: Arc<AtomicBool>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -43,7 +47,15 @@ pub async fn handle(
         scheme: None,
         decision: "denied",
     };
-    let (mut resp, code) = match pipeline(&gw, &snap, peer, &request_id, req, &mut out).await {
+    let result = if ambiguous.load(Ordering::Acquire) {
+        Err(err(
+            Code::MalformedRequest,
+            "the request is framed two ways (Content-Length with Transfer-Encoding, or Content-Length twice)",
+        ))
+    } else {
+        pipeline(&gw, &snap, peer, &request_id, req, &mut out).await
+    };
+    let (mut resp, code) = match result {
         Ok(r) => (r, None),
         Err(e) => {
             let code = e.code;
