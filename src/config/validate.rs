@@ -641,69 +641,7 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
         );
     }
     let name = k.name.as_ref().and_then(|n| ctx.expand(&f("name"), n));
-    let given = [
-        k.secret_hash.is_some(),
-        k.secret.is_some(),
-        k.secret_file.is_some(),
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    if given != 1 {
-        ctx.error(
-            &f("secret_hash"),
-            "give exactly one of secret_hash, secret (as ${ENV}) or secret_file",
-        );
-        return None;
-    }
-    let secret = if let Some(h) = &k.secret_hash {
-        let h = ctx.expand(&f("secret_hash"), h)?;
-        match parse_hash(&h) {
-            Some(h) => KeySecret::Hash(h),
-            None => {
-                ctx.error(
-                    &f("secret_hash"),
-                    "must be sha256: followed by 64 hex digits",
-                );
-                return None;
-            }
-        }
-    } else if let Some(s) = &k.secret {
-        let t = s.trim();
-        if !(t.starts_with("${") && t.ends_with('}')) {
-            ctx.error(
-                &f("secret"),
-                "a plaintext secret must come from the environment (${VAR}) or secret_file, never the file itself",
-            );
-            return None;
-        }
-        let v = ctx.expand(&f("secret"), s)?;
-        if v.is_empty() {
-            ctx.error(&f("secret"), "is empty");
-            return None;
-        }
-        KeySecret::Plain(Secret::new(v))
-    } else {
-        let p = PathBuf::from(ctx.expand(&f("secret_file"), k.secret_file.as_deref()?)?);
-        match std::fs::read_to_string(&p) {
-            Ok(s) => {
-                files.push(p);
-                let s = s.trim_end_matches(['\n', '\r']).to_string();
-                if s.is_empty() {
-                    ctx.error(&f("secret_file"), "the file is empty");
-                    return None;
-                }
-                KeySecret::Plain(Secret::new(s))
-            }
-            Err(e) => {
-                ctx.error(
-                    &f("secret_file"),
-                    format!("cannot read `{}`: {e}", p.display()),
-                );
-                return None;
-            }
-        }
-    };
+    let secret = key_secret(ctx, &f, k, files);
     let mut grants = Vec::new();
     for (j, g) in k.grants.iter().enumerate() {
         let gf = |s: &str| f(&format!("grants[{j}].{s}"));
@@ -769,12 +707,85 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
         id,
         owner,
         name,
-        secret,
+        secret: secret?,
         grants,
         allow_plaintext: k.allow_plaintext,
         disabled: k.disabled,
         expires_at,
     })
+}
+
+/// The key's secret: exactly one of `secret_hash`, `secret` (as `${ENV}`)
+/// or `secret_file`.
+fn key_secret(
+    ctx: &mut Ctx,
+    f: &dyn Fn(&str) -> String,
+    k: &RawKey,
+    files: &mut Vec<PathBuf>,
+) -> Option<KeySecret> {
+    let given = [
+        k.secret_hash.is_some(),
+        k.secret.is_some(),
+        k.secret_file.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if given != 1 {
+        ctx.error(
+            &f("secret_hash"),
+            "give exactly one of secret_hash, secret (as ${ENV}) or secret_file",
+        );
+        return None;
+    }
+    if let Some(h) = &k.secret_hash {
+        let h = ctx.expand(&f("secret_hash"), h)?;
+        return match parse_hash(&h) {
+            Some(h) => Some(KeySecret::Hash(h)),
+            None => {
+                ctx.error(
+                    &f("secret_hash"),
+                    "must be sha256: followed by 64 hex digits",
+                );
+                None
+            }
+        };
+    }
+    if let Some(s) = &k.secret {
+        let t = s.trim();
+        if !(t.starts_with("${") && t.ends_with('}')) {
+            ctx.error(
+                &f("secret"),
+                "a plaintext secret must come from the environment (${VAR}) or secret_file, never the file itself",
+            );
+            return None;
+        }
+        let v = ctx.expand(&f("secret"), s)?;
+        if v.is_empty() {
+            ctx.error(&f("secret"), "is empty");
+            return None;
+        }
+        return Some(KeySecret::Plain(Secret::new(v)));
+    }
+    let p = PathBuf::from(ctx.expand(&f("secret_file"), k.secret_file.as_deref()?)?);
+    match std::fs::read_to_string(&p) {
+        Ok(s) => {
+            files.push(p);
+            let s = s.trim_end_matches(['\n', '\r']).to_string();
+            if s.is_empty() {
+                ctx.error(&f("secret_file"), "the file is empty");
+                return None;
+            }
+            Some(KeySecret::Plain(Secret::new(s)))
+        }
+        Err(e) => {
+            ctx.error(
+                &f("secret_file"),
+                format!("cannot read `{}`: {e}", p.display()),
+            );
+            None
+        }
+    }
 }
 
 fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
