@@ -47,8 +47,18 @@ include: [keys.d/*.yaml]
 ",
         base(dir.path())
     );
-    write(dir.path(), "keys.d/a.yaml", "- id: K3\n  owner: dan\n  secret_hash: sha256:5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5\n");
-    write(dir.path(), "keys.d/b.yaml", "id: K4\nowner: erin\nsecret_hash: sha256:5994471abb01112afcc18159f6cc74b4f511b99806da59b3caf5a9c173cacfc5\n");
+    let h3 = crate::secret::hash_string(b"k3");
+    let h4 = crate::secret::hash_string(b"k4");
+    write(
+        dir.path(),
+        "keys.d/a.yaml",
+        &format!("- id: K3\n  owner: dan\n  secret_hash: {h3}\n"),
+    );
+    write(
+        dir.path(),
+        "keys.d/b.yaml",
+        &format!("id: K4\nowner: erin\nsecret_hash: {h4}\n"),
+    );
     let p = write(dir.path(), "gateway.yaml", &text);
     let s = load(&p).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.limits.max_form_body, 2 << 20);
@@ -69,6 +79,19 @@ include: [keys.d/*.yaml]
     assert_eq!(s.keys[0].expires_at, Some(1_798_761_600));
     assert!(matches!(&s.keys[1].secret, KeySecret::Plain(p) if p.expose() == "s3cret"));
     assert!(s.files.iter().any(|f| f.ends_with("keys.d/a.yaml")));
+}
+
+#[test]
+fn keys_sharing_a_secret_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = crate::secret::hash_string(b"same");
+    let text = format!(
+        "{}keys:\n  - {{ id: A, owner: a, secret_hash: {h} }}\n  - {{ id: B, owner: b, secret_hash: {h} }}\n",
+        base(dir.path())
+    );
+    let p = write(dir.path(), "g.yaml", &text);
+    let e = load(&p).unwrap_err().0;
+    assert!(e.iter().any(|e| e.reason.contains("same secret")), "{e:?}");
 }
 
 #[test]
