@@ -2,6 +2,7 @@
 //! `PORTCULLIS_LOG` (an `EnvFilter` directive), else `log.level`, else `info`.
 
 use crate::config::{Log, LogFormat};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(log: &Log) {
@@ -13,6 +14,7 @@ pub fn init(log: &Log) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     // A second init (tests, demo) keeps the first subscriber.
     let _ = match log.format {

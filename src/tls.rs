@@ -51,18 +51,22 @@ pub fn generate_self_signed(dir: &Path, hosts: &[String]) -> Result<(), String> 
     Ok(())
 }
 
+/// Write a private key readable by its owner only: a new 0600 file in the
+/// same folder, renamed over the target, so an existing file's looser
+/// permissions are never kept.
 fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     use std::io::Write;
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(data)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    let mut f = opts.open(&tmp).map_err(fail)?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
 }

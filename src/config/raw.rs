@@ -1,11 +1,15 @@
-//! The YAML as written: serde structs that deny unknown fields. Strings stay
-//! strings here (any of them may be `${ENV}`); `validate` types them.
+//! The YAML as written. Strings stay strings here (any of them may be
+//! `${ENV}`); `validate` types them.
+//!
+//! Unknown fields are errors, but they are found with `serde_ignored` rather
+//! than `#[serde(deny_unknown_fields)]`: serde stops at the first unknown
+//! field, and `portcullis check` must list every error, unknown fields and
+//! the rest, in one run.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub listen: RawListen,
     #[serde(default)]
@@ -29,7 +33,6 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawListen {
     pub https: String,
     pub tls: RawTls,
@@ -38,14 +41,12 @@ pub struct RawListen {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: String,
     pub key: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: String,
     #[serde(default)]
@@ -53,7 +54,6 @@ pub struct RawAdmin {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_form_body: Option<String>,
     pub header_read_timeout: Option<String>,
@@ -65,7 +65,6 @@ pub struct RawLimits {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawReplay {
     pub window: Option<String>,
     pub store: Option<String>,
@@ -73,14 +72,12 @@ pub struct RawReplay {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<String>,
     pub level: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: String,
     #[serde(rename = "match")]
@@ -102,7 +99,6 @@ pub struct RawRoute {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawMatch {
     #[serde(default)]
     pub host: Option<String>,
@@ -110,7 +106,6 @@ pub struct RawMatch {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawKey {
     pub id: String,
     pub owner: String,
@@ -133,7 +128,6 @@ pub struct RawKey {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawGrant {
     pub namespace: String,
     pub actions: Vec<String>,
@@ -143,13 +137,11 @@ pub struct RawGrant {
 
 /// An included key file: a list of keys, one key, or `keys: [...]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawKeyFile {
     pub keys: Vec<RawKey>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawJwt {
     #[serde(default)]
     pub issuers: Vec<RawIssuer>,
@@ -162,7 +154,6 @@ pub struct RawJwt {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub issuer: String,
     #[serde(default)]
@@ -188,7 +179,6 @@ pub struct RawIssuer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTokens {
     #[serde(default)]
     pub issuer: Option<String>,

@@ -153,9 +153,15 @@ fn unknown_fields_are_errors_with_a_line() {
     );
     let p = write(dir.path(), "g.yaml", &text);
     let e = load(&p).unwrap_err().0;
-    assert_eq!(e.len(), 1);
-    assert_eq!(e[0].line, Some(7));
-    assert!(e[0].reason.contains("unknown field `upstreem`"), "{}", e[0]);
+    let unknown = e
+        .iter()
+        .find(|e| e.reason == "unknown field `upstreem`")
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(unknown.line, Some(7));
+    assert_eq!(unknown.field, "routes[0].upstreem");
+    // Validation went on: the missing fields are reported in the same run.
+    assert!(e.iter().any(|e| e.field == "routes[0].upstream"), "{e:?}");
+    assert!(e.iter().any(|e| e.field == "routes[0].namespace"), "{e:?}");
 }
 
 #[test]

@@ -143,6 +143,52 @@ fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     }
 }
 
+/// A field path as `validate` writes them: `routes[0].match.host`.
+fn ignored_path(p: &serde_ignored::Path) -> String {
+    use serde_ignored::Path as P;
+    match p {
+        P::Root => String::new(),
+        P::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
+        P::Map { parent, key } => match ignored_path(parent) {
+            pp if pp.is_empty() => key.clone(),
+            pp => format!("{pp}.{key}"),
+        },
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+/// Deserialize a YAML document, recording every unknown field as an error
+/// (with its line) and going on, so the rest of the file is checked too.
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    loc: &Locator,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let mut unknown = Vec::new();
+    let de = serde_yaml::Deserializer::from_str(text);
+    match serde_ignored::deserialize(de, |p| unknown.push(ignored_path(&p))) {
+        Ok(v) => {
+            for field in unknown {
+                let name = field.rsplit('.').next().unwrap_or(&field).to_string();
+                errors.push(ConfigError {
+                    file: path.to_path_buf(),
+                    line: loc.line(&field),
+                    reason: format!("unknown field `{name}`"),
+                    field,
+                });
+            }
+            Some(v)
+        }
+        Err(e) => {
+            errors.push(yaml_error(path, &e));
+            None
+        }
+    }
+}
+
 fn read(path: &Path, errors: &mut Vec<ConfigError>) -> Option<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => Some(t),
@@ -163,13 +209,13 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
     let Some(text) = read(path, &mut errors) else {
         return Err(ConfigErrors(errors));
     };
-    let raw: RawConfig = match serde_yaml::from_str(&text) {
-        Ok(r) => r,
-        Err(e) => return Err(ConfigErrors(vec![yaml_error(path, &e)])),
+    let loc = Locator::new(&text);
+    let Some(raw) = parse_yaml::<RawConfig>(path, &text, &loc, &mut errors) else {
+        return Err(ConfigErrors(errors));
     };
     let mut ctx = Ctx {
         file: path.to_path_buf(),
-        loc: Locator::new(&text),
+        loc,
         errors: &mut errors,
     };
     let mut warnings = Vec::new();
@@ -286,27 +332,27 @@ fn include_file(
         .map(str::trim_start)
         .find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("---"))
         .unwrap_or("");
-    let (raw, prefix): (Result<Vec<RawKey>, _>, &str) = if first.starts_with('-') {
-        (serde_yaml::from_str(&text), "")
+    let loc = Locator::new(&text);
+    let (raw, prefix): (Option<Vec<RawKey>>, &str) = if first.starts_with('-') {
+        (parse_yaml(path, &text, &loc, errors), "")
     } else if first.starts_with("keys:") {
         (
-            serde_yaml::from_str::<RawKeyFile>(&text).map(|f| f.keys),
+            parse_yaml::<RawKeyFile>(path, &text, &loc, errors).map(|f| f.keys),
             "keys",
         )
     } else {
-        (serde_yaml::from_str::<RawKey>(&text).map(|k| vec![k]), "")
+        (
+            parse_yaml::<RawKey>(path, &text, &loc, errors).map(|k| vec![k]),
+            "",
+        )
     };
-    let raw = match raw {
-        Ok(r) => r,
-        Err(e) => {
-            errors.push(yaml_error(path, &e));
-            return Vec::new();
-        }
+    let Some(raw) = raw else {
+        return Vec::new();
     };
     let single = !first.starts_with('-') && prefix.is_empty();
     let mut ctx = Ctx {
         file: path.to_path_buf(),
-        loc: Locator::new(&text),
+        loc,
         errors,
     };
     raw.iter()

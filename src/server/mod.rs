@@ -47,6 +47,7 @@ impl Listeners {
 /// Run until `stop` fires, then drain within `limits.shutdown_grace`.
 pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiver<bool>) {
     let (tx, rx) = watch::channel(false);
+    let (admin_tx, admin_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(accept_https(
         gw.clone(),
@@ -56,9 +57,10 @@ pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiv
     if let Some(l) = listeners.http {
         tasks.push(tokio::spawn(redirect::serve(gw.clone(), l, rx.clone())));
     }
-    if let Some(l) = listeners.admin {
-        tasks.push(tokio::spawn(crate::admin::serve(gw.clone(), l, rx.clone())));
-    }
+    // The admin listener outlives the drain, so /readyz answers 503 meanwhile.
+    let admin = listeners
+        .admin
+        .map(|l| tokio::spawn(crate::admin::serve(gw.clone(), l, admin_rx)));
     let watcher = tokio::spawn(crate::state::watch_files(
         gw.clone(),
         Duration::from_secs(1),
@@ -73,6 +75,10 @@ pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiv
     let _ = tx.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+    let _ = admin_tx.send(true);
+    if let Some(a) = admin {
+        let _ = a.await;
     }
     tracing::info!("stopped");
 }
