@@ -154,11 +154,21 @@ fn too_large(limit: usize) -> GatewayError {
     )
 }
 
+/// How much of a refused body is read and thrown away before the 413, so
+/// that a client still sending sees the answer instead of a reset
+/// (RFC 9112 section 9.6); past either bound the connection just closes.
+const DRAIN_BYTES: u64 = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Read the whole body (at most `limit` bytes) and put a copy back for the
 /// upstream. (Frames are read by hand: `http_body_util::Limited` inside this
 /// future trips a rustc higher-ranked lifetime bug on its error bound.)
 async fn buffer(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, GatewayError> {
-    if declared_length(parts).is_some_and(|n| n > limit as u64) {
+    let declared = declared_length(parts);
+    if declared.is_some_and(|n| n > limit as u64) {
+        if declared.is_some_and(|n| n <= DRAIN_BYTES) && !expects_continue(parts) {
+            drain(body).await;
+        }
         return Err(too_large(limit));
     }
     let mut taken = std::mem::replace(body, proxy::full(Bytes::new()));
@@ -172,6 +182,7 @@ async fn buffer(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, G
         };
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
+                drain(&mut taken).await;
                 return Err(too_large(limit));
             }
             buf.extend_from_slice(&data);
@@ -180,6 +191,29 @@ async fn buffer(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, G
     let bytes = buf.freeze();
     *body = proxy::full(bytes.clone());
     Ok(bytes)
+}
+
+fn expects_continue(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Read and discard what is left of a body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(body: &mut Body) {
+    let discard = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len() as u64;
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// The origin the client signed: `public_origin`, else `https://` + Host.

@@ -5,18 +5,19 @@
 //! the transfer coding frame the body, and closes the connection afterwards.
 //! That leaves no desync, but the request itself would still be forwarded,
 //! and the service never sees that it was ambiguous. This guard follows the
-//! message framing on the raw bytes as hyper reads them and raises a flag on
-//! a request head with both headers, or with `Content-Length` twice; the
-//! pipeline refuses a flagged request with 400 before anything is forwarded.
+//! message framing on the raw bytes as hyper reads them and records a verdict
+//! for every request head, in order: ambiguous when it has both headers, or
+//! `Content-Length` twice. The pipeline takes one verdict per request and
+//! refuses an ambiguous one with 400 before anything is forwarded.
 //!
 //! The guard never changes the bytes. When it meets something it does not
 //! follow (HTTP/2, a head too large, a malformed length), it stops watching
 //! and leaves the verdict to hyper, which refuses all of those itself.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -32,18 +33,37 @@ enum State {
     Off,
 }
 
+/// One verdict per request head seen on a connection, oldest first:
+/// `true` when the head framed its body two ways.
+#[derive(Clone, Default)]
+pub struct Verdicts(Arc<Mutex<VecDeque<bool>>>);
+
+impl Verdicts {
+    fn push(&self, ambiguous: bool) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.push_back(ambiguous);
+    }
+
+    /// The verdict for the next request hyper dispatches (HTTP/1 requests
+    /// are dispatched in order). None when the guard is not watching.
+    pub fn next(&self) -> bool {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.pop_front().unwrap_or(false)
+    }
+}
+
 pub struct FramingGuard<IO> {
     inner: IO,
     state: State,
-    flag: Arc<AtomicBool>,
+    verdicts: Verdicts,
 }
 
 impl<IO> FramingGuard<IO> {
-    pub fn new(inner: IO, flag: Arc<AtomicBool>) -> Self {
+    pub fn new(inner: IO, verdicts: Verdicts) -> Self {
         FramingGuard {
             inner,
             state: State::Head(Vec::new()),
-            flag,
+            verdicts,
         }
     }
 
@@ -59,14 +79,14 @@ impl<IO> FramingGuard<IO> {
                         .iter()
                         .position(|b| *b != b'\r' && *b != b'\n')
                         .unwrap_or(buf.len());
-                    let Some(end) = find(&buf[start..], b"\r\n\r\n") else {
+                    let Some(end) = head_end(&buf[start..]) else {
                         if buf.len() > MAX_HEAD {
                             self.state = State::Off;
                         }
                         continue;
                     };
-                    let head_end = start + end + 4;
-                    let rest = buf.split_off(head_end);
+                    let end_at = start + end;
+                    let rest = buf.split_off(end_at);
                     let head = std::mem::take(buf);
                     self.state = self.after_head(&head[start..]);
                     // Bytes after the head belong to the body or the next request.
@@ -164,11 +184,10 @@ impl<IO> FramingGuard<IO> {
                 transfer_encodings.push(value);
             }
         }
-        if content_lengths.len() > 1
-            || (!content_lengths.is_empty() && !transfer_encodings.is_empty())
-        {
-            self.flag.store(true, Ordering::Release);
-        }
+        self.verdicts.push(
+            content_lengths.len() > 1
+                || (!content_lengths.is_empty() && !transfer_encodings.is_empty()),
+        );
         if let Some(te) = transfer_encodings.last() {
             return if te.eq_ignore_ascii_case(b"chunked") {
                 State::ChunkSize(Vec::new())
@@ -190,8 +209,19 @@ impl<IO> FramingGuard<IO> {
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// The end of a request head (just past its blank line). Lines may end in
+/// CRLF or a bare LF, as httparse accepts both.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(p) = buf[i..].iter().position(|b| *b == b'\n') {
+        let nl = i + p;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
@@ -242,14 +272,36 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FramingGuard<IO> {
 mod tests {
     use super::*;
 
+    /// (any head ambiguous, guard stopped watching)
     fn run(chunks: &[&[u8]]) -> (bool, bool) {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut g = FramingGuard::new((), flag.clone());
+        let v = verdicts(chunks);
+        (v.0.iter().any(|x| *x), v.1)
+    }
+
+    fn verdicts(chunks: &[&[u8]]) -> (Vec<bool>, bool) {
+        let verdicts = Verdicts::default();
+        let mut g = FramingGuard::new((), verdicts.clone());
         for c in chunks {
             g.feed(c);
         }
         let off = matches!(g.state, State::Off);
-        (flag.load(Ordering::Acquire), off)
+        let all = verdicts.0.lock().unwrap().iter().copied().collect();
+        (all, off)
+    }
+
+    #[test]
+    fn one_verdict_per_request_in_order() {
+        let (v, _) = verdicts(&[b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]);
+        assert_eq!(v, vec![false, true]);
+    }
+
+    #[test]
+    fn bare_lf_heads() {
+        let (v, _) =
+            verdicts(&[b"POST / HTTP/1.1\nContent-Length: 5\nTransfer-Encoding: chunked\n\n"]);
+        assert_eq!(v, vec![true]);
+        let (v, _) = verdicts(&[b"GET / HTTP/1.1\nHost: a\n\nGET /b HTTP/1.1\r\n\r\n"]);
+        assert_eq!(v, vec![false, false]);
     }
 
     #[test]

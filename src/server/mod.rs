@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -177,12 +178,33 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             gw.metrics.connections.inc();
             let builder = connection_builder(&limits);
             let svc_gw = gw.clone();
-            let ambiguous = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let conn_flag = ambiguous.clone();
-            let svc = service_fn(move |req| handle(svc_gw.clone(), peer, conn_flag.clone(), req));
-            let io = framing::FramingGuard::new(tls, ambiguous);
-            let conn = builder.serve_connection(TokioIo::new(io), svc);
-            if let Err(e) = watcher.watch(conn).await {
+            let verdicts = framing::Verdicts::default();
+            let conn_verdicts = verdicts.clone();
+            // Set once the first request is dispatched: until then, no hyper
+            // timeout covers the connection (the HTTP/1-or-2 sniff has none).
+            let dispatched = Arc::new(AtomicBool::new(false));
+            let seen = dispatched.clone();
+            let svc = service_fn(move |req| {
+                seen.store(true, Ordering::Relaxed);
+                handle(svc_gw.clone(), peer, conn_verdicts.next(), req)
+            });
+            let io = framing::FramingGuard::new(tls, verdicts);
+            let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = &mut conn => Some(r),
+                _ = tokio::time::sleep(limits.header_read_timeout) => None,
+            };
+            let result = match result {
+                Some(r) => r,
+                None if !dispatched.load(Ordering::Relaxed) => {
+                    tracing::debug!(%peer, "no request within header_read_timeout; closing");
+                    gw.metrics.connections.dec();
+                    return;
+                }
+                None => conn.await,
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             gw.metrics.connections.dec();

@@ -16,7 +16,6 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,12 +27,12 @@ struct Outcome<'s> {
     decision: &'static str,
 }
 
-/// `ambiguous` is raised by the connection's framing guard when a request
-/// head on it had `Content-Length` twice or beside `Transfer-Encoding`.
+/// `ambiguous` is the framing guard's verdict for this request: its head had
+/// `Content-Length` twice or beside `Transfer-Encoding`.
 pub async fn handle(
     gw: Arc<Gateway>,
     peer: SocketAddr,
-    ambiguous: Arc<AtomicBool>,
+    ambiguous: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
@@ -47,7 +46,7 @@ pub async fn handle(
         scheme: None,
         decision: "denied",
     };
-    let result = if ambiguous.load(Ordering::Acquire) {
+    let result = if ambiguous {
         Err(err(
             Code::MalformedRequest,
             "the request is framed two ways (Content-Length with Transfer-Encoding, or Content-Length twice)",

@@ -1,0 +1,152 @@
+"""API keys as the everyday clients send them: Python `requests` (URL
+userinfo and `auth=`), curl over HTTP/2 and HTTP/1.1."""
+
+import base64
+
+import pytest
+import requests
+
+from conftest import assert_refused, default_route, new_secret
+
+K1 = "K1"
+SECRET = new_secret()
+
+
+@pytest.fixture(scope="module")
+def gw(gateway_factory, upstream_server):
+    return gateway_factory(
+        routes=[default_route(upstream_server.url),
+                default_route(upstream_server.url, name="slow", match={"path_prefix": "/slow"})],
+        keys=[{"id": K1, "owner": "alice", "secret": SECRET,
+               "grants": [{"namespace": "models", "actions": ["read", "create"],
+                           "resources": ["/model/ABC-*", "/slow/*"]}]}],
+        limits={"upstream_timeout": "1s"},
+    )
+
+
+def assert_forwarded_as_k1(rec):
+    assert rec.header("X-Auth-Subject") == "alice"
+    assert rec.header("X-Auth-Key-Id") == K1
+    assert rec.header("X-Auth-Scheme") == "api_key"
+    # the namespace:action pairs the key holds in this route's namespace
+    assert set(rec.header("X-Auth-Grants").split()) == {"models:read", "models:create"}
+    assert not rec.has_header("Authorization"), rec.headers
+    assert not rec.has_header("X-Api-Key"), rec.headers
+
+
+def test_url_userinfo(gw, upstream):
+    # requests takes id:secret from the URL and sends it as HTTP Basic.
+    r = gw.get(f"https://{K1}:{SECRET}@localhost:{gw.port}/model/ABC-1?x=1")
+    assert r.status_code == 200, r.text
+    assert r.text == "ok"
+    assert r.headers.get("X-Request-Id")
+    rec = upstream.last()
+    assert rec.method == "GET" and rec.target == "/model/ABC-1?x=1"
+    assert_forwarded_as_k1(rec)
+
+
+def test_auth_tuple(gw, upstream):
+    r = gw.get("/model/ABC-2", auth=(K1, SECRET))
+    assert r.status_code == 200, r.text
+    assert_forwarded_as_k1(upstream.last())
+
+
+def test_x_api_key_header(gw, upstream):
+    r = gw.get("/model/ABC-3", headers={"X-Api-Key": SECRET})
+    assert r.status_code == 200, r.text
+    assert_forwarded_as_k1(upstream.last())
+
+
+def test_wrong_secret(gw, upstream):
+    r = gw.get(f"https://{K1}:wrong-{SECRET}@localhost:{gw.port}/model/ABC-1")
+    assert_refused(r, 401, "invalid_credentials")
+    assert "Basic" in " ".join(r.headers.get("WWW-Authenticate", "").split(","))
+    r = gw.get("/model/ABC-1", auth=(K1, SECRET[:-1]))
+    assert_refused(r, 401, "invalid_credentials")
+    assert upstream.records == []
+
+
+def test_unknown_key_same_answer_as_wrong_secret(gw, upstream):
+    r = gw.get("/model/ABC-1", auth=("no-such-key", SECRET))
+    assert_refused(r, 401, "invalid_credentials")
+    assert upstream.records == []
+
+
+def test_missing_credentials(gw, upstream):
+    r = gw.get("/model/ABC-1")
+    assert_refused(r, 401, "missing_credentials")
+    assert upstream.records == []
+
+
+def test_query_string_api_key_never_accepted(gw, upstream):
+    r = gw.get(f"/model/ABC-1?api_key={SECRET}")
+    assert r.status_code == 401, r.text
+    assert upstream.records == []
+
+
+def test_insufficient_grant(gw, upstream):
+    r = gw.get("/model/XYZ-1", auth=(K1, SECRET))
+    assert_refused(r, 403, "insufficient_grant")
+    r = gw.request("DELETE", "/model/ABC-1", auth=(K1, SECRET))
+    assert_refused(r, 403, "insufficient_grant")
+    assert upstream.records == []
+
+
+def test_forged_identity_headers_are_replaced(gw, upstream):
+    r = gw.get("/model/ABC-1", auth=(K1, SECRET),
+               headers={"X-Auth-Subject": "root", "X_Auth_Key_Id": "admin",
+                        "X-HTTP-Method-Override": "DELETE"})
+    assert r.status_code == 200, r.text
+    rec = upstream.last()
+    assert rec.header_all("X-Auth-Subject") == ["alice"]
+    assert [v for n, v in rec.headers if n.lower().replace("_", "-") == "x-auth-key-id"] == [K1]
+    assert not rec.has_header("X-HTTP-Method-Override")
+
+
+def test_curl_http2(gw, upstream):
+    code, version, body = gw.curl("--http2", userinfo=f"{K1}:{SECRET}")
+    assert (code, version, body) == (200, "2", b"ok")
+    assert_forwarded_as_k1(upstream.last())
+
+
+def test_curl_http2_without_credentials(gw, upstream):
+    code, version, body = gw.curl("--http2")
+    assert (code, version) == (401, "2")
+    assert b'"missing_credentials"' in body
+    assert upstream.records == []
+
+
+def test_curl_http2_wrong_secret(gw, upstream):
+    code, version, body = gw.curl("--http2", userinfo=f"{K1}:nope")
+    assert (code, version) == (401, "2")
+    assert b'"invalid_credentials"' in body
+    assert upstream.records == []
+
+
+def test_curl_http11(gw, upstream):
+    code, version, body = gw.curl("--http1.1", userinfo=f"{K1}:{SECRET}")
+    assert (code, version, body) == (200, "1.1", b"ok")
+    assert_forwarded_as_k1(upstream.last())
+
+
+def test_curl_basic_header_by_hand(gw, upstream):
+    token = base64.b64encode(f"{K1}:{SECRET}".encode()).decode()
+    code, version, body = gw.curl("--http2", "-H", f"Authorization: Basic {token}")
+    assert (code, body) == (200, b"ok")
+    assert_forwarded_as_k1(upstream.last())
+
+
+def test_upstream_timeout(gw, upstream):
+    # limits.upstream_timeout is 1s; the upstream's /slow takes 3s.
+    r = gw.get("/slow/x", auth=(K1, SECRET))
+    assert_refused(r, 504, "upstream_timeout")
+    assert upstream.last().path == "/slow/x"
+    assert gw.get("/model/ABC-1", auth=(K1, SECRET)).status_code == 200
+
+
+def test_plain_http_listener_redirects(gw, upstream):
+    r = requests.get(f"http://127.0.0.1:{gw.http_port}/model/ABC-1", auth=(K1, SECRET),
+                     allow_redirects=False, timeout=10)
+    assert 300 <= r.status_code < 400, r.status_code
+    assert r.headers["Location"].startswith("https://")
+    assert upstream.records == []
