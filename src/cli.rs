@@ -142,7 +142,19 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 fn check(path: &Path) -> ExitCode {
-    match config::load(path) {
+    let loaded = config::load(path).and_then(|s| {
+        // Load the certificate and key too, as `serve` will.
+        match crate::tls::acceptor(&s.listen.cert, &s.listen.key) {
+            Ok(_) => Ok(s),
+            Err(e) => Err(config::ConfigErrors(vec![config::ConfigError {
+                file: path.to_path_buf(),
+                line: None,
+                field: "listen.tls".into(),
+                reason: e,
+            }])),
+        }
+    });
+    match loaded {
         Ok(s) => {
             println!("{}: valid", path.display());
             println!(
@@ -236,7 +248,11 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         };
         let gw = match Gateway::new(path, settings) {
             Ok(g) => g,
-            Err(e) => return fail(&e),
+            Err(e) => {
+                eprintln!("error: {}: listen.tls: {e}", path.display());
+                eprintln!("portcullis: the configuration is not valid; nothing was started");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
         };
         let listeners = match crate::server::Listeners::bind(&gw).await {
             Ok(l) => l,
@@ -244,10 +260,12 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         };
         let https = listeners.https.local_addr().ok();
         let admin = listeners.admin.as_ref().and_then(|l| l.local_addr().ok());
+        let show =
+            |a: Option<std::net::SocketAddr>| a.map_or_else(|| "-".to_string(), |a| a.to_string());
         tracing::info!(
-            https = ?https,
-            http = ?listeners.http.as_ref().and_then(|l| l.local_addr().ok()),
-            admin = ?admin,
+            https = %show(https),
+            http = %show(listeners.http.as_ref().and_then(|l| l.local_addr().ok())),
+            admin = %show(admin),
             "portcullis listening"
         );
         if demo_upstreams {

@@ -90,6 +90,30 @@ impl Gateway {
                 if old.settings.replay != next.settings.replay {
                     tracing::warn!("replay settings changed: they take effect at the next restart");
                 }
+                let restart_only = [
+                    (
+                        "admin.listen",
+                        old.settings.admin.as_ref().map(|a| a.listen)
+                            != next.settings.admin.as_ref().map(|a| a.listen),
+                    ),
+                    (
+                        "limits.max_connections",
+                        old.settings.limits.max_connections != next.settings.limits.max_connections,
+                    ),
+                    (
+                        "log",
+                        old.settings.log.format != next.settings.log.format
+                            || old.settings.log.level != next.settings.log.level,
+                    ),
+                ];
+                for (field, changed) in restart_only {
+                    if changed {
+                        tracing::warn!(
+                            field,
+                            "this setting changed: it takes effect at the next restart"
+                        );
+                    }
+                }
                 if old.settings.listen != next.settings.listen {
                     tracing::warn!("listen addresses changed: they take effect at the next restart (certificates were reloaded)");
                 }

@@ -483,6 +483,14 @@ fn log(ctx: &mut Ctx, l: &RawLog) -> Log {
         }
     };
     let level = l.level.as_ref().and_then(|v| ctx.expand("log.level", v));
+    if let Some(v) = &level {
+        if tracing_subscriber::EnvFilter::try_new(v).is_err() {
+            ctx.error(
+                "log.level",
+                format!("`{v}` is not a level (error, warn, info, debug, trace) or filter"),
+            );
+        }
+    }
     Log { format, level }
 }
 
@@ -894,6 +902,9 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
             .map(Secret::new);
         let ttl = ctx.duration("jwt.tokens.ttl", &t.ttl, Duration::from_secs(3600));
         let issuer = t.issuer.clone().unwrap_or_else(|| "portcullis".into());
+        if signing_key.is_none() && t.signing_key.is_none() {
+            ctx.error("jwt.tokens.signing_key", "is required to mint tokens");
+        }
         Some(TokensConfig {
             issuer,
             ttl,
@@ -950,9 +961,11 @@ fn cross_checks(
     }
     let namespaces: std::collections::HashSet<&str> =
         routes.iter().map(|r| r.namespace.as_str()).collect();
-    let oauth_routes = routes
+    let oauth_namespaces: std::collections::HashSet<&str> = routes
         .iter()
-        .any(|r| !r.public && r.schemes.contains(&Scheme::OAuth1));
+        .filter(|r| !r.public && r.schemes.contains(&Scheme::OAuth1))
+        .map(|r| r.namespace.as_str())
+        .collect();
     for k in keys {
         for g in &k.grants {
             if !namespaces.contains(g.namespace.as_str()) {
@@ -962,7 +975,11 @@ fn cross_checks(
                 ));
             }
         }
-        if oauth_routes && matches!(k.secret, KeySecret::Hash(_)) {
+        let signs_somewhere = k
+            .grants
+            .iter()
+            .any(|g| oauth_namespaces.contains(g.namespace.as_str()));
+        if signs_somewhere && matches!(k.secret, KeySecret::Hash(_)) {
             warnings.push(format!(
                 "key `{}` stores only a secret hash: it cannot sign OAuth 1.0 requests (give `secret: ${{ENV}}` or `secret_file`)",
                 k.id

@@ -228,9 +228,10 @@ fn origin(snap: &Snapshot, host: Option<&str>) -> Result<String, GatewayError> {
     }
 }
 
-/// Verify an OAuth 1.0 request: parameters, key, timestamp window, body
-/// hash, signature, key state, then the nonce (only once the signature is
-/// good, so unauthenticated traffic cannot fill the store).
+/// Verify an OAuth 1.0 request: parameters, key, body hash and signature,
+/// then the timestamp window, the key's state, and last the nonce (only
+/// once the signature is good, so unauthenticated traffic cannot fill the
+/// store).
 #[allow(clippy::too_many_arguments)]
 async fn oauth1_verify(
     gw: &Gateway,
@@ -269,8 +270,6 @@ async fn oauth1_verify(
         ));
     };
     let now_u = now.max(0) as u64;
-    let window = snap.settings.replay.window.as_secs();
-    replay::check_timestamp(params.timestamp, now_u, window, gw.started_at)?;
     let require = route.config.require_body_hash;
     let raw = if params.needs_raw_body(&signed, require) {
         Some(buffer(body, snap.settings.limits.max_form_body, req.parts).await?)
@@ -285,6 +284,9 @@ async fn oauth1_verify(
         raw.as_deref(),
         require,
     )?;
+    // Only a caller that knows the secret learns about the window and the key.
+    let window = snap.settings.replay.window.as_secs();
+    replay::check_timestamp(params.timestamp, now_u, window, gw.started_at)?;
     key.check_usable(now)?;
     gw.replay
         .check_and_insert(&key.id, &params.nonce, params.timestamp, now_u)
