@@ -101,6 +101,29 @@ pub fn authorize(
     Ok(out)
 }
 
+/// Authorize against the identity's grants and, for a gateway-minted token,
+/// against its key's current grants as well; `X-Auth-Grants` lists the
+/// pairs both hold.
+pub fn authorize_identity(
+    route: &Route,
+    method: &Method,
+    path: &str,
+    identity: &crate::auth::Identity,
+) -> Result<String, GatewayError> {
+    let held = authorize(route, method, path, &identity.grants)?;
+    let Some(ceiling) = &identity.ceiling else {
+        return Ok(held);
+    };
+    let cap = authorize(route, method, path, ceiling)?;
+    let ns = &route.config.namespace;
+    let wildcard = format!("{ns}:*");
+    let capped: Vec<&str> = held
+        .split(' ')
+        .filter(|p| cap.split(' ').any(|c| c == *p || c == wildcard))
+        .collect();
+    Ok(capped.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

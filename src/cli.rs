@@ -143,13 +143,13 @@ fn fail(msg: &str) -> ExitCode {
 
 fn check(path: &Path) -> ExitCode {
     let loaded = config::load(path).and_then(|s| {
-        // Load the certificate and key too, as `serve` will.
-        match crate::tls::acceptor(&s.listen.cert, &s.listen.key) {
+        // Build everything `serve` builds (TLS pair, JWT issuers and signer).
+        match crate::state::Snapshot::build(s.clone()) {
             Ok(_) => Ok(s),
             Err(e) => Err(config::ConfigErrors(vec![config::ConfigError {
                 file: path.to_path_buf(),
                 line: None,
-                field: "listen.tls".into(),
+                field: String::new(),
                 reason: e,
             }])),
         }
@@ -184,10 +184,17 @@ fn check(path: &Path) -> ExitCode {
             }
             let disabled = s.keys.iter().filter(|k| k.disabled).count();
             println!("keys: {} ({} disabled)", s.keys.len(), disabled);
-            let issuers = s.jwt.as_ref().map_or(0, |j| j.issuers.len());
-            println!("jwt issuers: {issuers}");
-            if issuers > 0 || s.jwt.as_ref().is_some_and(|j| j.tokens.is_some()) {
-                println!("warning: JWT verification is not available in this version: Bearer tokens are refused with 401 invalid_token");
+            let issuers: Vec<&str> = s
+                .jwt
+                .iter()
+                .flat_map(|j| j.issuers.iter().map(|i| i.issuer.as_str()))
+                .collect();
+            println!("jwt issuers: {} {:?}", issuers.len(), issuers);
+            if let Some(t) = s.jwt.as_ref().and_then(|j| j.tokens.as_ref()) {
+                println!(
+                    "token endpoint: POST /auth/token (issuer {}, ttl {:?})",
+                    t.issuer, t.ttl
+                );
             }
             for w in &s.warnings {
                 println!("warning: {w}");
@@ -249,7 +256,7 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         let gw = match Gateway::new(path, settings) {
             Ok(g) => g,
             Err(e) => {
-                eprintln!("error: {}: listen.tls: {e}", path.display());
+                eprintln!("error: {}: {e}", path.display());
                 eprintln!("portcullis: the configuration is not valid; nothing was started");
                 return ExitCode::from(EXIT_BAD_CONFIG);
             }

@@ -2,6 +2,7 @@
 //! builds a complete new one and swaps it in with one `store()`. A failed
 //! reload keeps the running snapshot.
 
+use crate::auth::bearer::JwtState;
 use crate::config::{self, Settings};
 use crate::keys::KeyStore;
 use crate::metrics::{Metrics, ResultLabels};
@@ -20,12 +21,20 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub keys: KeyStore,
     pub tls: TlsAcceptor,
+    /// Issuers, the token minter and revoked token ids, when `jwt:` is set.
+    pub jwt: Option<Arc<JwtState>>,
 }
 
 impl Snapshot {
     pub fn build(settings: Settings) -> Result<Snapshot, String> {
-        let tls = crate::tls::acceptor(&settings.listen.cert, &settings.listen.key)?;
+        let tls = crate::tls::acceptor(&settings.listen.cert, &settings.listen.key)
+            .map_err(|e| format!("listen.tls: {e}"))?;
+        let jwt = match &settings.jwt {
+            Some(cfg) => Some(Arc::new(JwtState::build(cfg)?)),
+            None => None,
+        };
         Ok(Snapshot {
+            jwt,
             routes: RouteTable::new(&settings.routes),
             keys: KeyStore::new(&settings.keys),
             tls,

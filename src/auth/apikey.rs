@@ -29,8 +29,8 @@ fn malformed(what: &'static str) -> GatewayError {
     err(Code::MalformedCredentials, what)
 }
 
-/// Verify `Authorization: Basic ...`.
-pub fn basic(keys: &KeyStore, value: &HeaderValue, now: i64) -> Result<Identity, GatewayError> {
+/// Decode `Authorization: Basic base64(id:secret)`, split on the first colon.
+pub fn decode_basic(value: &HeaderValue) -> Result<(String, String), GatewayError> {
     let b = value.as_bytes();
     let encoded = b
         .get(6..)
@@ -40,25 +40,35 @@ pub fn basic(keys: &KeyStore, value: &HeaderValue, now: i64) -> Result<Identity,
     let decoded = BASE64
         .decode(encoded)
         .map_err(|_| malformed("the Basic credentials are not valid base64"))?;
-    let text = std::str::from_utf8(&decoded)
-        .map_err(|_| malformed("the Basic credentials are not UTF-8"))?;
+    let text =
+        String::from_utf8(decoded).map_err(|_| malformed("the Basic credentials are not UTF-8"))?;
     let (id, secret) = text
         .split_once(':')
         .ok_or_else(|| malformed("the Basic credentials are not id:secret"))?;
     if id.is_empty() {
         return Err(malformed("the Basic credentials have no key id"));
     }
+    Ok((id.to_string(), secret.to_string()))
+}
+
+/// The key with this id, if `secret` is its secret (compared in constant
+/// time; an unknown id costs the same and answers the same).
+pub fn verify_id_secret(keys: &KeyStore, id: &str, secret: &str) -> Result<Arc<Key>, GatewayError> {
     let presented = sha256(secret.as_bytes());
-    let key = match keys.get(id) {
-        Some(k) if bool::from(k.secret_hash.ct_eq(&presented)) => k.clone(),
-        Some(_) => return Err(invalid()),
+    match keys.get(id) {
+        Some(k) if bool::from(k.secret_hash.ct_eq(&presented)) => Ok(k.clone()),
+        Some(_) => Err(invalid()),
         None => {
-            // Same work as a known key with a wrong secret.
             let _ = [0u8; 32].ct_eq(&presented);
-            return Err(invalid());
+            Err(invalid())
         }
-    };
-    identity(key, now)
+    }
+}
+
+/// Verify `Authorization: Basic ...`.
+pub fn basic(keys: &KeyStore, value: &HeaderValue, now: i64) -> Result<Identity, GatewayError> {
+    let (id, secret) = decode_basic(value)?;
+    identity(verify_id_secret(keys, &id, &secret)?, now)
 }
 
 /// Verify `X-Api-Key: <secret>`.
@@ -84,5 +94,6 @@ fn identity(key: Arc<Key>, now: i64) -> Result<Identity, GatewayError> {
         key_id: Some(key.id.clone()),
         issuer: None,
         grants: key.grants.clone(),
+        ceiling: None,
     })
 }

@@ -2,6 +2,8 @@
 //! with the authenticator of its scheme (one module a scheme).
 
 pub mod apikey;
+pub mod bearer;
+pub mod jwt;
 pub mod oauth1;
 
 use crate::authorize::Grant;
@@ -60,6 +62,9 @@ pub struct Identity {
     pub key_id: Option<String>,
     pub issuer: Option<String>,
     pub grants: Arc<Vec<Grant>>,
+    /// For a token the gateway minted: the current grants of its key, which
+    /// cap what the token may do (a key narrowed since applies at once).
+    pub ceiling: Option<Arc<Vec<Grant>>>,
 }
 
 /// The one credential a request carries.

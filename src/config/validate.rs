@@ -862,6 +862,12 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
                 "give exactly one of jwks_file, jwks_url, hs_secret or public_key_pem",
             );
         }
+        if r.jwks_url.is_some() {
+            ctx.error(
+                &f("jwks_url"),
+                "fetching keys from a URL is not available in this version; use jwks_file",
+            );
+        }
         let jwks_file = r
             .jwks_file
             .as_ref()
@@ -916,6 +922,9 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
         .as_ref()
         .and_then(|p| ctx.expand("jwt.revoked_jti_file", p))
         .map(PathBuf::from);
+    if let Some(p) = &revoked_jti_file {
+        files.push(p.clone());
+    }
     JwtConfig {
         issuers,
         revoked_jti: j.revoked_jti.clone(),

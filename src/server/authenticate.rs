@@ -3,7 +3,7 @@
 //! signature needs it.
 
 use crate::auth::oauth1::{self, OAuth1Error, SignedRequest};
-use crate::auth::{self, apikey, Credential, Identity, Scheme};
+use crate::auth::{self, apikey, bearer, Credential, Identity, Scheme};
 use crate::error::{err, Code, GatewayError};
 use crate::proxy::{self, Body};
 use crate::replay::{self, ReplayError, TimestampError};
@@ -86,7 +86,9 @@ fn plan(snap: &Snapshot, route: &Route, parts: &Parts, now: i64) -> Result<Plan,
         Credential::Basic(v) => apikey::basic(&snap.keys, v, now).map(Plan::Done),
         Credential::ApiKeyHeader(v) => apikey::header(&snap.keys, v, now).map(Plan::Done),
         Credential::OAuth1 { header } => Ok(Plan::OAuth1(header.cloned())),
-        Credential::Bearer(_) => Err(err(Code::InvalidToken, "no JWT issuer is configured")),
+        Credential::Bearer(v) => {
+            bearer::authenticate(snap.jwt.as_deref(), &snap.keys, v, now).map(Plan::Done)
+        }
         Credential::SignedUrl => Err(err(
             Code::MalformedCredentials,
             "signed URLs are not enabled on this gateway",
@@ -163,7 +165,11 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Read the whole body (at most `limit` bytes) and put a copy back for the
 /// upstream. (Frames are read by hand: `http_body_util::Limited` inside this
 /// future trips a rustc higher-ranked lifetime bug on its error bound.)
-async fn buffer(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, GatewayError> {
+pub(super) async fn buffer(
+    body: &mut Body,
+    limit: usize,
+    parts: &Parts,
+) -> Result<Bytes, GatewayError> {
     let declared = declared_length(parts);
     if declared.is_some_and(|n| n > limit as u64) {
         if declared.is_some_and(|n| n <= DRAIN_BYTES) && !expects_continue(parts) {
@@ -297,5 +303,6 @@ async fn oauth1_verify(
         key_id: Some(key.id.clone()),
         issuer: None,
         grants: key.grants.clone(),
+        ceiling: None,
     })
 }

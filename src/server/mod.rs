@@ -5,6 +5,7 @@ mod authenticate;
 mod framing;
 mod pipeline;
 mod redirect;
+mod token;
 
 pub use pipeline::handle;
 pub(crate) use pipeline::valid_host as pipeline_valid_host;

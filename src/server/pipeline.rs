@@ -122,6 +122,11 @@ async fn pipeline<'s>(
     let host = request_host(&req)?;
     let path =
         path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
+    if super::token::is_endpoint(snap, &path) {
+        let (resp, decision) = super::token::serve(snap, req, auth::now_unix()).await?;
+        out.decision = decision;
+        return Ok(resp);
+    }
     let route = snap
         .routes
         .lookup(host.as_deref().map(host_without_port).as_deref(), &path)
@@ -140,7 +145,7 @@ async fn pipeline<'s>(
         let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
         out.key_id = identity.key_id.clone();
         out.scheme = Some(identity.scheme);
-        let grants = authorize::authorize(route, &parts.method, &path, &identity.grants)?;
+        let grants = authorize::authorize_identity(route, &parts.method, &path, &identity)?;
         (Some(identity), Some(grants))
     };
     out.decision = if route.config.public {
