@@ -132,7 +132,7 @@ fn missing() -> GatewayError {
     err(Code::MissingCredentials, "this route needs credentials")
 }
 
-fn is_form(parts: &Parts) -> bool {
+pub(super) fn is_form(parts: &Parts) -> bool {
     parts
         .headers
         .get(CONTENT_TYPE)

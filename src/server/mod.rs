@@ -142,17 +142,8 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop.changed() => break,
         };
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: survive, back off.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stop.changed() => break,
+        let Some((tcp, peer)) = accept(&listener, &mut stop).await else {
+            break;
         };
         let gw = gw.clone();
         let watcher = graceful.watcher();
@@ -213,6 +204,65 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
     }
     drop(listener);
     drain(graceful, &gw).await;
+}
+
+/// A plain-HTTP/1 listener whose every answer comes from `answer` (the
+/// admin endpoints, the HTTPS redirect). Accept errors are survived with a
+/// short back-off; connections drain like the gateway's own.
+pub(crate) async fn serve_plain(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    keep_alive: bool,
+    answer: fn(
+        &Gateway,
+        &http::Request<hyper::body::Incoming>,
+    ) -> http::Response<crate::proxy::Body>,
+) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let Some((tcp, _)) = accept(&listener, &mut stop).await else {
+            break;
+        };
+        let gw = gw.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let timeout = gw.snapshot().settings.limits.header_read_timeout;
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(timeout)
+                .keep_alive(keep_alive);
+            let svc = service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&gw, &req)) }
+            });
+            let _ = watcher
+                .watch(b.serve_connection(TokioIo::new(tcp), svc))
+                .await;
+        });
+    }
+    drop(listener);
+    drain(graceful, &gw).await;
+}
+
+/// The next connection, or None once `stop` fires. Accept errors (out of
+/// file descriptors and the like) are survived with a short back-off.
+async fn accept(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<(tokio::net::TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => return None,
+        }
+    }
 }
 
 pub(crate) async fn drain(graceful: GracefulShutdown, gw: &Gateway) {

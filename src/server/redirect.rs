@@ -5,40 +5,12 @@ use crate::proxy::{full, Body};
 use crate::state::Gateway;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (tcp, _) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = stop.changed() => break,
-        };
-        let gw = gw.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let timeout = gw.snapshot().settings.limits.header_read_timeout;
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(timeout)
-                .keep_alive(false);
-            let svc = service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, Infallible>(redirect(&gw, &req)) }
-            });
-            let _ = watcher
-                .watch(b.serve_connection(TokioIo::new(tcp), svc))
-                .await;
-        });
-    }
-    drop(listener);
-    super::drain(graceful, &gw).await;
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    crate::server::serve_plain(gw, listener, stop, false, redirect).await
 }
 
 fn redirect(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {

@@ -3,7 +3,7 @@
 //! section 4.4), and `GET /.well-known/jwks.json`, the token signer's public
 //! key when it is asymmetric.
 
-use super::authenticate::buffer;
+use super::authenticate::{buffer, is_form};
 use crate::auth::apikey;
 use crate::auth::bearer::{key_scope, scope_covered, JwtState};
 use crate::error::{err, Code, GatewayError};
@@ -148,16 +148,7 @@ async fn token(
         return Err(OAuthError::request("the token endpoint takes POST"));
     }
     let (parts, body) = req.into_parts();
-    let is_form = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
+    if !is_form(&parts) {
         return Err(OAuthError::request(
             "the body must be application/x-www-form-urlencoded",
         ));
