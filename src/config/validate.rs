@@ -769,6 +769,20 @@ fn key(ctx: &mut Ctx, prefix: &str, k: &RawKey, files: &mut Vec<PathBuf>) -> Opt
     })
 }
 
+/// A plaintext secret must be written as `${VAR}`, never as the value itself,
+/// so that config files can be shared and committed without secrets.
+fn require_env(ctx: &mut Ctx, field: &str, value: &str) -> bool {
+    let t = value.trim();
+    let ok = t.starts_with("${") && t.ends_with('}');
+    if !ok {
+        ctx.error(
+            field,
+            "a plaintext secret must come from the environment (${VAR}), never the file itself",
+        );
+    }
+    ok
+}
+
 /// The key's secret: exactly one of `secret_hash`, `secret` (as `${ENV}`)
 /// or `secret_file`.
 fn key_secret(
@@ -806,12 +820,7 @@ fn key_secret(
         };
     }
     if let Some(s) = &k.secret {
-        let t = s.trim();
-        if !(t.starts_with("${") && t.ends_with('}')) {
-            ctx.error(
-                &f("secret"),
-                "a plaintext secret must come from the environment (${VAR}) or secret_file, never the file itself",
-            );
+        if !require_env(ctx, &f("secret"), s) {
             return None;
         }
         let v = ctx.expand(&f("secret"), s)?;
@@ -876,6 +885,18 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
         if let Some(p) = &jwks_file {
             files.push(p.clone());
         }
+        let public_key_pem = r
+            .public_key_pem
+            .as_ref()
+            .and_then(|s| ctx.expand(&f("public_key_pem"), s));
+        if let Some(p) = &public_key_pem {
+            if !p.trim_start().starts_with("-----BEGIN") {
+                files.push(PathBuf::from(p));
+            }
+        }
+        if let Some(v) = &r.hs_secret {
+            require_env(ctx, &f("hs_secret"), v);
+        }
         issuers.push(IssuerConfig {
             issuer,
             audiences: r.audiences.clone(),
@@ -890,15 +911,15 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
                 .as_ref()
                 .and_then(|s| ctx.expand(&f("hs_secret"), s))
                 .map(Secret::new),
-            public_key_pem: r
-                .public_key_pem
-                .as_ref()
-                .and_then(|s| ctx.expand(&f("public_key_pem"), s)),
+            public_key_pem,
             subject_claim: r.subject_claim.clone().unwrap_or_else(|| "sub".into()),
             scope_claim: r.scope_claim.clone().unwrap_or_else(|| "scope".into()),
             leeway: ctx.duration(&f("leeway"), &r.leeway, Duration::from_secs(30)),
             require_exp: r.require_exp.unwrap_or(true),
         });
+    }
+    if let Some(v) = j.tokens.as_ref().and_then(|t| t.signing_key.as_ref()) {
+        require_env(ctx, "jwt.tokens.signing_key", v);
     }
     let tokens = j.tokens.as_ref().and_then(|t| {
         let signing_key = t
