@@ -24,11 +24,35 @@ fn json(status: StatusCode, body: &str) -> Response<Body> {
     r
 }
 
+/// Ready once listening and once every `jwks_url` has had its first fetch
+/// attempt; an identity provider that is down is reported, not fatal (API
+/// keys and other issuers keep working).
+fn readyz(gw: &Gateway) -> Response<Body> {
+    let remote = gw.remote_issuers();
+    let urls = || remote.iter().map(|r| r.url.as_str());
+    let ready = gw.is_ready() && gw.jwks.attempted_all(urls());
+    let jwks: serde_json::Map<String, serde_json::Value> = gw
+        .jwks
+        .status(urls())
+        .into_iter()
+        .map(|(u, s)| (u, serde_json::Value::String(s)))
+        .collect();
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "jwks": jwks,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(status, &body.to_string())
+}
+
 fn answer(gw: &Gateway, req: &Request<Incoming>) -> Response<Body> {
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, r#"{"status":"ok"}"#),
-        "/readyz" if gw.is_ready() => json(StatusCode::OK, r#"{"status":"ready"}"#),
-        "/readyz" => json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#),
+        "/readyz" => readyz(gw),
         "/metrics" => {
             gw.metrics.nonces.set(gw.replay.len() as i64);
             let mut r = Response::new(full(gw.metrics.render()));

@@ -144,7 +144,8 @@ fn fail(msg: &str) -> ExitCode {
 fn check(path: &Path) -> ExitCode {
     let loaded = config::load(path).and_then(|s| {
         // Build everything `serve` builds (TLS pair, JWT issuers and signer).
-        match crate::state::Snapshot::build(s.clone()) {
+        let jwks = std::sync::Arc::new(crate::auth::jwks::JwksCache::new());
+        match crate::state::Snapshot::build(s.clone(), &jwks) {
             Ok(_) => Ok(s),
             Err(e) => Err(config::ConfigErrors(vec![config::ConfigError {
                 file: path.to_path_buf(),

@@ -3,6 +3,7 @@
 //! reload keeps the running snapshot.
 
 use crate::auth::bearer::JwtState;
+use crate::auth::jwks::JwksCache;
 use crate::config::{self, Settings};
 use crate::keys::KeyStore;
 use crate::metrics::{Metrics, ResultLabels};
@@ -26,11 +27,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn build(settings: Settings) -> Result<Snapshot, String> {
+    pub fn build(settings: Settings, jwks: &Arc<JwksCache>) -> Result<Snapshot, String> {
         let tls = crate::tls::acceptor(&settings.listen.cert, &settings.listen.key)
             .map_err(|e| format!("listen.tls: {e}"))?;
         let jwt = match &settings.jwt {
-            Some(cfg) => Some(Arc::new(JwtState::build(cfg)?)),
+            Some(cfg) => Some(Arc::new(JwtState::build(cfg, jwks)?)),
             None => None,
         };
         Ok(Snapshot {
@@ -51,6 +52,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// OAuth 1.0 nonces; outlives reloads (a reload must not forget them).
     pub replay: Arc<dyn NonceStore>,
+    /// Identity providers' key sets; outlives reloads.
+    pub jwks: Arc<JwksCache>,
     /// Unix seconds at start.
     pub started_at: u64,
     ready: AtomicBool,
@@ -63,8 +66,10 @@ impl Gateway {
             settings.replay.window.as_secs(),
             settings.replay.max_nonces,
         ));
-        let snapshot = Snapshot::build(settings)?;
+        let jwks = Arc::new(JwksCache::new());
+        let snapshot = Snapshot::build(settings, &jwks)?;
         Ok(Arc::new(Gateway {
+            jwks,
             replay,
             state: ArcSwap::from_pointee(snapshot),
             upstreams: Upstreams::new(),
@@ -92,7 +97,7 @@ impl Gateway {
     pub fn reload(&self) -> Result<(), String> {
         let result = config::load(&self.config_path)
             .map_err(|e| e.to_string())
-            .and_then(Snapshot::build);
+            .and_then(|s| Snapshot::build(s, &self.jwks));
         match result {
             Ok(next) => {
                 let old = self.state.load();
@@ -149,6 +154,41 @@ impl Gateway {
                 Err(e)
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Rebuild the snapshot from the settings in force (no file is read):
+    /// after identity provider keys changed.
+    pub fn rebuild(&self) {
+        let current = self.snapshot();
+        match Snapshot::build(current.settings.clone(), &self.jwks) {
+            Ok(next) => self.state.store(Arc::new(next)),
+            Err(e) => tracing::error!(error = %e, "cannot apply the new identity provider keys"),
+        }
+    }
+
+    /// The `jwks_url`s of the configuration in force.
+    pub fn remote_issuers(&self) -> Vec<crate::auth::bearer::RemoteIssuer> {
+        self.snapshot()
+            .jwt
+            .as_ref()
+            .map(|j| j.remote.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Fetch identity provider keys when due; apply a changed key set at once.
+pub async fn refresh_jwks(gw: Arc<Gateway>) {
+    loop {
+        let mut changed = false;
+        for r in gw.remote_issuers() {
+            changed |= gw.jwks.refresh(&r.url, r.schedule).await;
+        }
+        if changed {
+            gw.rebuild();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -6,10 +6,11 @@
 //! with it checks that key again: removed, disabled or expired keys stop the
 //! token at once, and the key's current grants cap what the token may do.
 
+use super::jwks::{JwksCache, Schedule};
 use super::jwt::{self, CacheOptions, IssuerSpec, JwtError, KeySource, Minter, Scope, Verifier};
 use super::{Identity, Scheme};
 use crate::authorize::Grant;
-use crate::config::{JwtConfig, TokensConfig};
+use crate::config::{IssuerConfig, JwtConfig, TokensConfig};
 use crate::error::{err, Code, GatewayError};
 use crate::keys::{Key, KeyStore};
 use http::HeaderValue;
@@ -23,13 +24,47 @@ pub struct JwtState {
     pub verifier: Verifier,
     pub minter: Option<Minter>,
     pub tokens: Option<TokensConfig>,
+    /// Key sets fetched from `jwks_url`s (shared with the refresher).
+    pub jwks: Arc<JwksCache>,
+    /// Issuers configured with a `jwks_url`.
+    pub remote: Vec<RemoteIssuer>,
+}
+
+/// An issuer whose keys come from a URL.
+#[derive(Clone, Debug)]
+pub struct RemoteIssuer {
+    pub url: String,
+    pub schedule: Schedule,
 }
 
 impl JwtState {
-    pub fn build(cfg: &JwtConfig) -> Result<JwtState, String> {
+    /// Build from the config and the key sets fetched so far. An issuer whose
+    /// URL has not answered yet, or answered with keys that do not fit its
+    /// algorithms, is left out until a good fetch: its tokens are refused.
+    pub fn build(cfg: &JwtConfig, jwks: &Arc<JwksCache>) -> Result<JwtState, String> {
         let mut issuers = Vec::new();
+        let mut remote = Vec::new();
         for (i, ic) in cfg.issuers.iter().enumerate() {
             let place = format!("jwt.issuers[{i}]");
+            if let Some(url) = &ic.jwks_url {
+                remote.push(RemoteIssuer {
+                    url: url.clone(),
+                    schedule: Schedule {
+                        refresh: ic.jwks_refresh,
+                        min_refetch: ic.jwks_min_refetch,
+                    },
+                });
+                let Some(text) = jwks.get(url) else {
+                    continue;
+                };
+                match jwt::Issuer::new(spec(ic, KeySource::Jwks(text.to_string()))) {
+                    Ok(issuer) => issuers.push(issuer),
+                    Err(e) => {
+                        tracing::warn!(url = %url, error = %e, "the fetched key set does not fit this issuer")
+                    }
+                }
+                continue;
+            }
             let key = if let Some(s) = &ic.hs_secret {
                 KeySource::HsSecret(s.expose().as_bytes().to_vec())
             } else if let Some(p) = &ic.public_key_pem {
@@ -48,22 +83,9 @@ impl JwtState {
                         .map_err(|e| format!("{place}.jwks_file: {}: {e}", f.display()))?,
                 )
             } else {
-                return Err(format!(
-                    "{place}.jwks_url: fetching keys from a URL is not available in this version; use jwks_file"
-                ));
+                return Err(format!("{place}: no key source"));
             };
-            let issuer = jwt::Issuer::new(IssuerSpec {
-                issuer: ic.issuer.clone(),
-                audiences: ic.audiences.clone(),
-                algorithms: ic.algorithms.clone(),
-                key,
-                subject_claim: ic.subject_claim.clone(),
-                scope_claim: ic.scope_claim.clone(),
-                key_id_claim: None,
-                leeway: ic.leeway,
-                require_exp: ic.require_exp,
-            })
-            .map_err(|e| format!("{place}: {e}"))?;
+            let issuer = jwt::Issuer::new(spec(ic, key)).map_err(|e| format!("{place}: {e}"))?;
             issuers.push(issuer);
         }
         let minter = match &cfg.tokens {
@@ -96,7 +118,23 @@ impl JwtState {
             verifier,
             minter,
             tokens: cfg.tokens.clone(),
+            jwks: jwks.clone(),
+            remote,
         })
+    }
+}
+
+fn spec(ic: &IssuerConfig, key: KeySource) -> IssuerSpec {
+    IssuerSpec {
+        issuer: ic.issuer.clone(),
+        audiences: ic.audiences.clone(),
+        algorithms: ic.algorithms.clone(),
+        key,
+        subject_claim: ic.subject_claim.clone(),
+        scope_claim: ic.scope_claim.clone(),
+        key_id_claim: None,
+        leeway: ic.leeway,
+        require_exp: ic.require_exp,
     }
 }
 
@@ -139,10 +177,18 @@ pub fn authenticate(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| err(Code::InvalidToken, "the bearer token is empty or not ASCII"))?;
-    let claims = state
-        .verifier
-        .verify(token, now.max(0) as u64)
-        .map_err(token_error)?;
+    let claims = match state.verifier.verify(token, now.max(0) as u64) {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e, JwtError::UnknownKey | JwtError::UnknownIssuer)
+                && !state.remote.is_empty()
+            {
+                // Perhaps the identity provider rotated its keys.
+                state.jwks.request_refetch();
+            }
+            return Err(token_error(e));
+        }
+    };
     let grants = Arc::new(grants_of(&claims.scopes));
     let ceiling = match &claims.key_id {
         None => None,

@@ -3,6 +3,7 @@
 
 pub mod apikey;
 pub mod bearer;
+pub mod jwks;
 pub mod jwt;
 pub mod oauth1;
 

@@ -183,6 +183,10 @@ pub struct IssuerConfig {
     pub scope_claim: String,
     pub leeway: Duration,
     pub require_exp: bool,
+    /// How often keys from `jwks_url` are fetched again.
+    pub jwks_refresh: Duration,
+    /// At most one extra fetch this often when a token names an unknown key.
+    pub jwks_min_refetch: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -176,6 +176,10 @@ pub struct RawIssuer {
     pub leeway: Option<String>,
     #[serde(default)]
     pub require_exp: Option<bool>,
+    #[serde(default)]
+    pub jwks_refresh: Option<String>,
+    #[serde(default)]
+    pub jwks_min_refetch: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -871,11 +871,17 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
                 "give exactly one of jwks_file, jwks_url, hs_secret or public_key_pem",
             );
         }
-        if r.jwks_url.is_some() {
-            ctx.error(
-                &f("jwks_url"),
-                "fetching keys from a URL is not available in this version; use jwks_file",
-            );
+        let jwks_url = r
+            .jwks_url
+            .as_ref()
+            .and_then(|u| ctx.expand(&f("jwks_url"), u));
+        if let Some(u) = &jwks_url {
+            let ok = u
+                .parse::<http::Uri>()
+                .is_ok_and(|x| x.scheme_str() == Some("https") && x.authority().is_some());
+            if !ok {
+                ctx.error(&f("jwks_url"), "must be an https:// URL");
+            }
         }
         let jwks_file = r
             .jwks_file
@@ -902,10 +908,7 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
             audiences: r.audiences.clone(),
             algorithms: r.algorithms.clone(),
             jwks_file,
-            jwks_url: r
-                .jwks_url
-                .as_ref()
-                .and_then(|u| ctx.expand(&f("jwks_url"), u)),
+            jwks_url,
             hs_secret: r
                 .hs_secret
                 .as_ref()
@@ -916,6 +919,16 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
             scope_claim: r.scope_claim.clone().unwrap_or_else(|| "scope".into()),
             leeway: ctx.duration(&f("leeway"), &r.leeway, Duration::from_secs(30)),
             require_exp: r.require_exp.unwrap_or(true),
+            jwks_refresh: ctx.duration(
+                &f("jwks_refresh"),
+                &r.jwks_refresh,
+                Duration::from_secs(300),
+            ),
+            jwks_min_refetch: ctx.duration(
+                &f("jwks_min_refetch"),
+                &r.jwks_min_refetch,
+                Duration::from_secs(10),
+            ),
         });
     }
     if let Some(v) = j.tokens.as_ref().and_then(|t| t.signing_key.as_ref()) {

@@ -68,12 +68,14 @@ pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiv
         Duration::from_secs(1),
     ));
     let purger = tokio::spawn(purge_nonces(gw.clone()));
+    let jwks = tokio::spawn(crate::state::refresh_jwks(gw.clone()));
     gw.set_ready(true);
     let _ = stop.wait_for(|s| *s).await;
     tracing::info!("shutting down: no new connections; draining in-flight requests");
     gw.set_ready(false);
     watcher.abort();
     purger.abort();
+    jwks.abort();
     let _ = tx.send(true);
     for t in tasks {
         let _ = t.await;
