@@ -168,6 +168,25 @@ impl Gateway {
         }
     }
 
+    /// A new key set arrived for `url`: use it if it fits every issuer that
+    /// names the URL, else put the previous one back.
+    fn apply_jwks(&self, url: &str, previous: Option<Arc<str>>) {
+        let snap = self.snapshot();
+        if let (Some(cfg), Some(text)) = (&snap.settings.jwt, self.jwks.get(url)) {
+            for ic in cfg
+                .issuers
+                .iter()
+                .filter(|i| i.jwks_url.as_deref() == Some(url))
+            {
+                if let Err(e) = crate::auth::bearer::issuer_from_jwks(ic, &text) {
+                    self.jwks.revert(url, previous, &e);
+                    return;
+                }
+            }
+        }
+        self.rebuild();
+    }
+
     /// The `jwks_url`s of the configuration in force.
     pub fn remote_issuers(&self) -> Vec<crate::auth::bearer::RemoteIssuer> {
         self.snapshot()
@@ -178,15 +197,31 @@ impl Gateway {
     }
 }
 
-/// Fetch identity provider keys when due; apply a changed key set at once.
+/// Fetch identity provider keys when due, each URL in its own task (a hung
+/// provider delays no other), and apply a changed key set at once.
 pub async fn refresh_jwks(gw: Arc<Gateway>) {
+    let in_flight: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
     loop {
-        let mut changed = false;
         for r in gw.remote_issuers() {
-            changed |= gw.jwks.refresh(&r.url, r.schedule).await;
-        }
-        if changed {
-            gw.rebuild();
+            if !gw.jwks.due(&r.url, r.schedule) {
+                continue;
+            }
+            let fresh = in_flight
+                .lock()
+                .map(|mut f| f.insert(r.url.clone()))
+                .unwrap_or(false);
+            if !fresh {
+                continue;
+            }
+            let (gw, in_flight) = (gw.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                if let Some(previous) = gw.jwks.refresh(&r.url).await {
+                    gw.apply_jwks(&r.url, previous);
+                }
+                if let Ok(mut f) = in_flight.lock() {
+                    f.remove(&r.url);
+                }
+            });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

@@ -124,6 +124,11 @@ impl JwtState {
     }
 }
 
+/// The issuer `ic` with the key set `text` fetched from its URL.
+pub fn issuer_from_jwks(ic: &IssuerConfig, text: &str) -> Result<jwt::Issuer, String> {
+    jwt::Issuer::new(spec(ic, KeySource::Jwks(text.to_string()))).map_err(|e| e.to_string())
+}
+
 fn spec(ic: &IssuerConfig, key: KeySource) -> IssuerSpec {
     IssuerSpec {
         issuer: ic.issuer.clone(),

@@ -34,8 +34,10 @@ struct Entry {
     text: Option<Arc<str>>,
     /// `ok`, or `unavailable: <reason>`; empty before the first attempt.
     status: String,
+    /// When the last fetch began.
     last_attempt: Option<Instant>,
-    refetch_requested: bool,
+    /// When a token last named an unknown key, if no fetch began since.
+    refetch_requested: Option<Instant>,
 }
 
 /// When an issuer's keys are due for a fetch.
@@ -79,18 +81,17 @@ impl JwksCache {
     /// A token named a key no issuer has: fetch again (within each
     /// issuer's `min_refetch`).
     pub fn request_refetch(&self) {
+        let now = Instant::now();
         for mut e in self.entries.iter_mut() {
-            e.refetch_requested = true;
+            // The latest request counts: one made during a fetch outlives it.
+            e.refetch_requested = Some(now);
         }
     }
 
-    /// Has every URL had its first fetch attempt?
+    /// Has the first fetch of every URL finished (well or not)?
     pub fn attempted_all<'a>(&self, urls: impl IntoIterator<Item = &'a str>) -> bool {
-        urls.into_iter().all(|u| {
-            self.entries
-                .get(u)
-                .is_some_and(|e| e.last_attempt.is_some())
-        })
+        urls.into_iter()
+            .all(|u| self.entries.get(u).is_some_and(|e| !e.status.is_empty()))
     }
 
     /// `ok` or `unavailable: <reason>` for each URL (empty before the first attempt).
@@ -110,42 +111,56 @@ impl JwksCache {
             .collect()
     }
 
-    fn due(&self, url: &str, schedule: Schedule, now: Instant) -> bool {
+    /// Is `url` due for a fetch?
+    pub fn due(&self, url: &str, schedule: Schedule) -> bool {
         let e = self.entries.entry(url.to_string()).or_default();
         match e.last_attempt {
             None => true,
             Some(t) => {
-                let since = now.duration_since(t);
-                since >= schedule.refresh || (e.refetch_requested && since >= schedule.min_refetch)
+                let since = t.elapsed();
+                since >= schedule.refresh
+                    || (e.refetch_requested.is_some() && since >= schedule.min_refetch)
             }
         }
     }
 
-    /// Fetch `url` if it is due. True when its key set changed.
-    pub async fn refresh(&self, url: &str, schedule: Schedule) -> bool {
-        if !self.due(url, schedule, Instant::now()) {
-            return false;
+    /// Fetch `url` now. When its key set changed, the previous one is
+    /// returned (for [`JwksCache::revert`] if the new one proves unusable).
+    pub async fn refresh(&self, url: &str) -> Option<Option<Arc<str>>> {
+        let started = Instant::now();
+        if let Some(mut e) = self.entries.get_mut(url) {
+            e.last_attempt = Some(started);
         }
         let result = self.fetch(url).await;
         let mut e = self.entries.entry(url.to_string()).or_default();
-        e.last_attempt = Some(Instant::now());
-        e.refetch_requested = false;
+        e.last_attempt = Some(started);
+        // A request made while this fetch ran may want keys it did not get.
+        if e.refetch_requested.is_some_and(|t| t <= started) {
+            e.refetch_requested = None;
+        }
         match result {
             Ok(text) => {
                 e.status = "ok".into();
-                let changed = e.text.as_deref() != Some(text.as_str());
-                if changed {
-                    tracing::info!(url, "fetched identity provider keys");
-                    e.text = Some(text.into());
+                if e.text.as_deref() == Some(text.as_str()) {
+                    return None;
                 }
-                changed
+                tracing::info!(url, "fetched identity provider keys");
+                Some(e.text.replace(text.into()))
             }
             Err(reason) => {
                 tracing::warn!(url, %reason, "cannot fetch identity provider keys; keeping the last good ones");
                 e.status = format!("unavailable: {reason}");
-                false
+                None
             }
         }
+    }
+
+    /// Put back the previous key set: the fetched one does not fit the issuer.
+    pub fn revert(&self, url: &str, previous: Option<Arc<str>>, reason: &str) {
+        tracing::warn!(url, %reason, "the fetched key set is unusable; keeping the last good one");
+        let mut e = self.entries.entry(url.to_string()).or_default();
+        e.text = previous;
+        e.status = format!("unavailable: unusable key set: {reason}");
     }
 
     async fn fetch(&self, url: &str) -> Result<String, String> {

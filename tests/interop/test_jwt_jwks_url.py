@@ -52,6 +52,8 @@ BOTH = {"models:read", "models:create"}
 JWKS_PATH = "/jwks.json"
 #: Longest a "hang" answer holds a connection (the gateway gives up after 5 s).
 HANG_MAX = 20
+#: How long a "slow" answer takes.
+SLOW_DELAY = 1.5
 #: Longest wait for a refresh / re-fetch to show (refresh intervals are 1-2 s).
 REFRESH_WAIT = 10
 
@@ -110,6 +112,10 @@ class _JwksHandler(BaseHTTPRequestHandler):
             owner.release.wait(HANG_MAX)
             self.close_connection = True
             return
+        if mode == "slow":
+            # answer with the document as it was when the request arrived
+            time.sleep(SLOW_DELAY)
+            mode = "ok"
         if path != JWKS_PATH:
             self._send(404, b'{"error":"not found"}')
             return
@@ -159,7 +165,8 @@ class JwksServer:
 
     `mode`: "ok" (serve the document), "500", "garbage" (invalid JSON),
     "huge" (valid JSON over 1 MiB holding other keys), "hang" (read the
-    request, never answer until released or HANG_MAX).
+    request, never answer until released or HANG_MAX), "slow" (answer
+    SLOW_DELAY seconds late with the document as it was when asked).
     """
 
     def __init__(self, cert_dir, port=0):
@@ -279,9 +286,22 @@ def jwks_server(jwks_cert_dir):
 # ------------------------------------------------------------ helpers
 
 
+_made = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_gateways():
+    """Stop this test's gateways at its end (not the module's): no gateway
+    keeps polling a JWKS server that is gone."""
+    yield
+    while _made:
+        _made.pop().stop()
+
+
 def make_gateway(factory, cert_dir, issuers, keys=(), start=True):
     """A gateway trusting the JWKS server's certificate via SSL_CERT_FILE."""
     g = factory(env={"SSL_CERT_FILE": os.path.join(cert_dir, "gateway.crt")}, keys=keys)
+    _made.append(g)
     g.config["jwt"] = {"issuers": issuers}
     return g.start() if start else g
 
@@ -371,6 +391,7 @@ def test_untrusted_jwks_certificate_is_unavailable(jwt_gateway_factory, jwks_ser
     assert out.returncode == 0, out.stderr
     iss = "https://untrusted.jwks-url.test"
     g = jwt_gateway_factory(env={"SSL_CERT_FILE": str(other / "gateway.crt")})
+    _made.append(g)
     g.config["jwt"] = {"issuers": [issuer_cfg(iss, s.url)]}
     g.start()
     r, body, st = jwks_status(g, s.url)
@@ -683,3 +704,158 @@ def test_jku_x5u_never_fetched(jwt_gateway_factory, jwks_server, jwks_cert_dir, 
     assert not s.fetches(evil_path), fail_msg(g, s, f"the gateway fetched the token's {header}")
     assert all(r.path == JWKS_PATH for r in s.all_records()), s.all_records()
     assert not upstream.records
+
+
+# ------------------------------------------------- beyond the basic contract
+
+
+def test_document_just_under_1_mib_is_accepted(jwt_gateway_factory, jwks_server, jwks_cert_dir):
+    """The cap refuses documents over 1 MiB, not documents near it."""
+    s = jwks_server()
+    s.set_keys(RSA_A.jwk(kid="a", alg="RS256"))
+    iss = "https://big.jwks-url.test"
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir,
+                     [issuer_cfg(iss, s.url, jwks_refresh="2s")])
+    base = json.dumps({"keys": [RSA_C.jwk(kid="c", alg="RS256")], "padding": ""})
+    pad = 1024 * 1024 - 512 - len(base)
+    doc = json.dumps({"keys": [RSA_C.jwk(kid="c", alg="RS256")], "padding": "x" * pad}).encode()
+    assert 1024 * 1024 - 1024 < len(doc) < 1024 * 1024
+    with s.lock:
+        s.doc = doc
+    tok_c = mint(claims(iss), RSA_C, "RS256", kid="c")
+    r = wait_until(status_is(200, lambda: get_tok(g, tok_c)), timeout=REFRESH_WAIT)
+    assert r is not None, fail_msg(g, s, f"a {len(doc)}-byte JWKS was not taken")
+
+
+@pytest.mark.parametrize("bad", ["weak-rsa", "oct", "dup-kid"])
+def test_unusable_key_set_keeps_last_good_keys(jwt_gateway_factory, jwks_server, jwks_cert_dir, bad):
+    """The IdP publishes a JWK set the issuer cannot use (an extra 1024-bit RSA
+    key, an extra symmetric key, a duplicate kid). For jwks_file such a
+    document is a rejected reload (the running keys stay); for jwks_url it is a
+    failed fetch, so the last good keys must stay too - not an outage of every
+    token of that issuer."""
+    s = jwks_server()
+    good = [RSA_A.jwk(kid="a", alg="RS256"), EC_B.jwk(kid="b", alg="ES256")]
+    s.set_keys(*good)
+    iss = f"https://unusable-{bad}.jwks-url.test"
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir,
+                     [issuer_cfg(iss, s.url, jwks_refresh="2s", jwks_min_refetch="1s")])
+    assert get_tok(g, mint(claims(iss), RSA_A, "RS256", kid="a")).status_code == 200
+    extra = {
+        "weak-rsa": rsa_key(1024).jwk(kid="weak", alg="RS256"),
+        "oct": {"kty": "oct", "kid": "sym", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"},
+        "dup-kid": RSA_C.jwk(kid="a", alg="RS256"),
+    }[bad]
+    n0 = len(s.fetches())
+    s.set_keys(*good, extra)
+    assert s.wait_fetches(n0 + 2, timeout=REFRESH_WAIT)
+    time.sleep(0.5)
+    for key, kid, alg in ((RSA_A, "a", "RS256"), (EC_B, "b", "ES256")):
+        r = get_tok(g, mint(claims(iss), key, alg, kid=kid))
+        assert r.status_code == 200, fail_msg(
+            g, s, f"kid {kid}: {r.status_code} {r.text} after the IdP published an unusable set ({bad})")
+
+
+def test_hung_idp_does_not_delay_another(jwt_gateway_factory, jwks_server, jwks_cert_dir, upstream):
+    """Issuer A's JWKS server never answers; issuer B's rotates. B's unknown-kid
+    re-fetch must not wait behind A's 5 s timeouts: the retry ~1.5 s later
+    (jwks_min_refetch 1s) succeeds, as with B alone."""
+    sa, sb = jwks_server(), jwks_server()
+    sa.set_keys(RSA_A.jwk(kid="a", alg="RS256"))
+    sa.set_mode("hang")
+    sb.set_keys(EC_B.jwk(kid="b", alg="ES256"))
+    iss_a, iss_b = "https://hung-a.jwks-url.test", "https://live-b.jwks-url.test"
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir, [
+        issuer_cfg(iss_a, sa.url, jwks_refresh="2s", jwks_min_refetch="1s"),
+        issuer_cfg(iss_b, sb.url, jwks_refresh="1h", jwks_min_refetch="1s"),
+    ])
+    r = get_tok(g, mint(claims(iss_b), EC_B, "ES256", kid="b"))
+    assert r.status_code == 200, fail_msg(g, sb, r.text)
+    # line up with a fresh hung fetch of A, then rotate B
+    na = len(sa.fetches())
+    assert sa.wait_fetches(na + 1, timeout=REFRESH_WAIT), "A was not re-fetched"
+    time.sleep(0.2)
+    sb.set_keys(EC_B.jwk(kid="b", alg="ES256"), RSA_C.jwk(kid="c", alg="RS256"))
+    tok_c = mint(claims(iss_b, sub="via-c"), RSA_C, "RS256", kid="c")
+    assert_refused(get_tok(g, tok_c), 401, "invalid_token")
+    t0 = time.time()
+    r = wait_until(status_is(200, lambda: get_tok(g, tok_c)), timeout=REFRESH_WAIT)
+    took = time.time() - t0
+    assert r is not None, fail_msg(g, sb, "B's new key never picked up")
+    assert took <= 3, fail_msg(
+        g, sb, f"B's re-fetch took {took:.1f} s while A's fetch hung (min_refetch 1s)")
+
+
+def test_reload_adds_jwks_url_issuer(jwt_gateway_factory, jwks_server, jwks_cert_dir, upstream):
+    """An issuer with a jwks_url added by a config reload is fetched and used."""
+    from jwt_helpers import rewrite_config
+
+    s = jwks_server()
+    s.set_keys(RSA_A.jwk(kid="a", alg="RS256"))
+    iss1, iss2 = "https://first.jwks-url.test", "https://added.jwks-url.test"
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir, [issuer_cfg(iss1, s.url)])
+    tok2 = mint(claims(iss2, sub="added"), RSA_A, "RS256", kid="a")
+    assert_refused(get_tok(g, tok2), 401, "invalid_token")
+    other = f"https://localhost:{s.port}{JWKS_PATH}"  # a second URL, same document
+    rewrite_config(g, lambda c: c["jwt"]["issuers"].append(issuer_cfg(iss2, other)))
+    r = wait_until(status_is(200, lambda: get_tok(g, tok2)), timeout=REFRESH_WAIT)
+    assert r is not None, fail_msg(g, s, "issuer added by reload never accepted tokens")
+    assert_forwarded_jwt(upstream.last(), "added", iss2, BOTH)
+    r, body, st = jwks_status(g, other)
+    assert r.status_code == 200 and st == "ok", body
+    assert get_tok(g, mint(claims(iss1), RSA_A, "RS256", kid="a")).status_code == 200
+
+
+def test_unknown_kid_during_inflight_fetch_is_not_forgotten(jwt_gateway_factory, jwks_server,
+                                                            jwks_cert_dir, upstream):
+    """A kid-d token arrives while a (slow) fetch that began before d was
+    published is still in flight. That fetch brings the old document; the
+    kid-d token's re-fetch request must still be honoured (after
+    jwks_min_refetch), not cleared by the older fetch finishing - otherwise a
+    retry after the re-fetch interval is still refused."""
+    s = jwks_server()
+    s.set_keys(RSA_A.jwk(kid="a", alg="RS256"))
+    iss = "https://inflight.jwks-url.test"
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir,
+                     [issuer_cfg(iss, s.url, jwks_refresh="1h", jwks_min_refetch="1s")])
+    time.sleep(1.3)
+    s.set_mode("slow")
+    n0 = len(s.fetches())
+    # an unknown kid starts a slow fetch of the old document
+    assert_refused(get_tok(g, mint(claims(iss), RSA_A, "RS256", kid="x")), 401, "invalid_token")
+    assert s.wait_fetches(n0 + 1, timeout=3), fail_msg(g, s, "no re-fetch for an unknown kid")
+    # while it is in flight, d is published and a kid-d token comes in
+    s.set_keys(RSA_A.jwk(kid="a", alg="RS256"), EC_D.jwk(kid="d", alg="ES256"))
+    tok_d = mint(claims(iss, sub="via-d"), EC_D, "ES256", kid="d")
+    assert_refused(get_tok(g, tok_d), 401, "invalid_token")
+    # the old fetch ends at +1.5 s; the re-fetch for d is due 1 s later
+    assert s.wait_fetches(n0 + 2, timeout=5), fail_msg(
+        g, s, "no re-fetch for the kid-d token: its request was dropped when the "
+              "older in-flight fetch finished")
+    time.sleep(SLOW_DELAY + 0.7)
+    upstream.clear()
+    r = get_tok(g, tok_d)
+    assert r.status_code == 200, fail_msg(g, s, f"kid-d retry after its re-fetch: {r.status_code} {r.text}")
+    assert_forwarded_jwt(upstream.last(), "via-d", iss, BOTH)
+
+
+def test_sigterm_does_not_wait_for_a_hung_fetch(jwt_gateway_factory, jwks_server, jwks_cert_dir):
+    """A JWKS fetch in flight is no in-flight request: SIGTERM with the identity
+    provider hanging exits promptly (well under the 5 s fetch timeout), code 0."""
+    s = jwks_server()
+    s.set_keys(RSA_A.jwk(kid="a", alg="RS256"))
+    g = make_gateway(jwt_gateway_factory, jwks_cert_dir,
+                     [issuer_cfg("https://sigterm.jwks-url.test", s.url, jwks_refresh="1s")])
+    s.set_mode("hang")
+    n = len(s.fetches())
+    assert s.wait_fetches(n + 1, timeout=REFRESH_WAIT), "no refresh started"
+    time.sleep(0.3)
+    t0 = time.time()
+    g.proc.terminate()
+    try:
+        code = g.proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.time() - t0
+    assert code == 0, fail_msg(g, s, f"exit code {code} after SIGTERM ({took:.1f} s)")
+    assert took < 3, fail_msg(g, s, f"SIGTERM took {took:.1f} s with a JWKS fetch hanging")
