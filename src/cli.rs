@@ -278,12 +278,21 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         );
         if demo_upstreams {
             let secret = std::env::var("PORTCULLIS_DEMO_SECRET").unwrap_or_default();
+            // The binary as the user can type it from here, for `sign`.
+            let exe = std::env::current_exe()
+                .ok()
+                .map(|p| match std::env::current_dir() {
+                    Ok(cwd) => p.strip_prefix(&cwd).map(|r| r.to_path_buf()).unwrap_or(p),
+                    Err(_) => p,
+                })
+                .map_or_else(|| "portcullis".to_string(), |p| p.display().to_string());
             println!(
                 "{}",
                 crate::demo::instructions(
                     https.map_or(8443, |a| a.port()),
                     admin.map(|a| a.port()),
-                    &secret
+                    &secret,
+                    &exe
                 )
             );
         }
@@ -326,9 +335,11 @@ fn demo() -> ExitCode {
         }
         println!("generated a self-signed certificate in certs/ (for localhost and 127.0.0.1)");
     }
-    if std::env::var_os("PORTCULLIS_DEMO_SECRET").is_none() {
-        // Before any thread starts: set_var is only sound single-threaded.
-        std::env::set_var("PORTCULLIS_DEMO_SECRET", random_secret());
+    // Before any thread starts: set_var is only sound single-threaded.
+    for var in ["PORTCULLIS_DEMO_SECRET", "PORTCULLIS_DEMO_TOKEN_KEY"] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, random_secret());
+        }
     }
     serve(&path, true)
 }

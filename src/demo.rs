@@ -65,7 +65,7 @@ async fn echo(req: Request<Incoming>) -> Response<Body> {
 }
 
 /// The commands printed once the demo is up.
-pub fn instructions(https_port: u16, admin: Option<u16>, secret: &str) -> String {
+pub fn instructions(https_port: u16, admin: Option<u16>, secret: &str, exe: &str) -> String {
     let base = format!("https://localhost:{https_port}");
     let ca = "--cacert certs/gateway.crt";
     let mut s = String::new();
@@ -91,6 +91,17 @@ pub fn instructions(https_port: u16, admin: Option<u16>, secret: &str) -> String
     s.push_str("# 403 insufficient_grant: outside the key's resources (/model/ABC-*)\n");
     s.push_str(&format!(
         "curl -i {ca} https://demo-key:{secret}@localhost:{https_port}/model/XYZ-9\n\n"
+    ));
+    s.push_str("# 200 with OAuth 1.0: `sign` makes a fresh HMAC-SHA1 signature and nonce each time; sending the same header twice gets 401 nonce_replayed\n");
+    s.push_str(&format!(
+        "curl {ca} -H \"Authorization: $({exe} sign --key demo-key --secret {secret} {base}/model/ABC-123)\" {base}/model/ABC-123\n\n"
+    ));
+    s.push_str("# 200 with a JWT: exchange the key for a token (60 minutes), then use it\n");
+    s.push_str(&format!(
+        "TOKEN=$(curl -s {ca} -u demo-key:{secret} -d grant_type=client_credentials {base}/auth/token | sed 's/.*\"access_token\":\"\\([^\"]*\\)\".*/\\1/')\n"
+    ));
+    s.push_str(&format!(
+        "curl {ca} -H \"Authorization: Bearer $TOKEN\" {base}/model/ABC-123\n\n"
     ));
     s.push_str("# 200 without credentials: a public route\n");
     s.push_str(&format!("curl {ca} {base}/status\n\n"));
