@@ -6,7 +6,8 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::borrow::Cow;
 
-/// The error codes of the contract, plus `invalid_path` and `malformed_request`
+/// The error codes of the contract, plus `invalid_path`, `malformed_request`
+/// and `request_timeout`
 /// (README: "Error codes beyond the spec").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Code {
@@ -31,6 +32,7 @@ pub enum Code {
     InsufficientGrant,
     NoRoute,
     BodyTooLarge,
+    RequestTimeout,
     UpstreamUnavailable,
     UpstreamTimeout,
     ReplayStoreUnavailable,
@@ -38,7 +40,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 25] = [
+    pub const ALL: [Code; 26] = [
         Code::MalformedCredentials,
         Code::MultipleCredentials,
         Code::DuplicateParameter,
@@ -60,6 +62,7 @@ impl Code {
         Code::InsufficientGrant,
         Code::NoRoute,
         Code::BodyTooLarge,
+        Code::RequestTimeout,
         Code::UpstreamUnavailable,
         Code::UpstreamTimeout,
         Code::ReplayStoreUnavailable,
@@ -89,6 +92,7 @@ impl Code {
             Code::InsufficientGrant => "insufficient_grant",
             Code::NoRoute => "no_route",
             Code::BodyTooLarge => "body_too_large",
+            Code::RequestTimeout => "request_timeout",
             Code::UpstreamUnavailable => "upstream_unavailable",
             Code::UpstreamTimeout => "upstream_timeout",
             Code::ReplayStoreUnavailable => "replay_store_unavailable",
@@ -116,6 +120,7 @@ impl Code {
             InsufficientGrant => StatusCode::FORBIDDEN,
             NoRoute => StatusCode::NOT_FOUND,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UpstreamUnavailable => StatusCode::BAD_GATEWAY,
             UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ReplayStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -213,6 +218,7 @@ mod tests {
             ("insufficient_grant", 403),
             ("no_route", 404),
             ("body_too_large", 413),
+            ("request_timeout", 408),
             ("upstream_unavailable", 502),
             ("upstream_timeout", 504),
             ("replay_store_unavailable", 503),

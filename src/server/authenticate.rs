@@ -107,19 +107,19 @@ pub async fn authenticate(
 ) -> Result<Identity, GatewayError> {
     let now = auth::now_unix();
     let parts = req.parts;
-    let limit = snap.settings.limits.max_form_body;
+    let limits = &snap.settings.limits;
     match plan(snap, route, parts, now)? {
         Plan::Done(identity) => Ok(identity),
         Plan::OAuth1(header) => {
             let form = if is_form(parts) {
-                Some(buffer(body, limit, parts).await?)
+                Some(buffer(body, limits, parts).await?)
             } else {
                 None
             };
             oauth1_verify(gw, snap, route, req, header, form, body, now).await
         }
         Plan::FormBody => {
-            let bytes = buffer(body, limit, parts).await?;
+            let bytes = buffer(body, limits, parts).await?;
             if !oauth1::has_oauth_params(&bytes) {
                 return Err(missing());
             }
@@ -165,11 +165,28 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Read the whole body (at most `limit` bytes) and put a copy back for the
 /// upstream. (Frames are read by hand: `http_body_util::Limited` inside this
 /// future trips a rustc higher-ranked lifetime bug on its error bound.)
+/// Read a body a signature covers, within `max_form_body` bytes and
+/// `upstream_timeout`: a client trickling its body cannot hold a request open.
 pub(super) async fn buffer(
     body: &mut Body,
-    limit: usize,
+    limits: &crate::config::Limits,
     parts: &Parts,
 ) -> Result<Bytes, GatewayError> {
+    match tokio::time::timeout(
+        limits.upstream_timeout,
+        read_body(body, limits.max_form_body, parts),
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(err(
+            Code::RequestTimeout,
+            "the request body did not arrive in time",
+        )),
+    }
+}
+
+async fn read_body(body: &mut Body, limit: usize, parts: &Parts) -> Result<Bytes, GatewayError> {
     let declared = declared_length(parts);
     if declared.is_some_and(|n| n > limit as u64) {
         if declared.is_some_and(|n| n <= DRAIN_BYTES) && !expects_continue(parts) {
@@ -278,7 +295,7 @@ async fn oauth1_verify(
     let now_u = now.max(0) as u64;
     let require = route.config.require_body_hash;
     let raw = if params.needs_raw_body(&signed, require) {
-        Some(buffer(body, snap.settings.limits.max_form_body, req.parts).await?)
+        Some(buffer(body, &snap.settings.limits, req.parts).await?)
     } else {
         None
     };

@@ -154,7 +154,7 @@ async fn token(
         ));
     }
     let mut body = proxy::incoming(body);
-    let bytes = buffer(&mut body, snap.settings.limits.max_form_body, &parts)
+    let bytes = buffer(&mut body, &snap.settings.limits, &parts)
         .await
         .map_err(|_| OAuthError::request("the body is too large or unreadable"))?;
     let params = form(&bytes)?;
