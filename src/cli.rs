@@ -190,7 +190,11 @@ fn check(path: &Path) -> ExitCode {
                 .iter()
                 .flat_map(|j| j.issuers.iter().map(|i| i.issuer.as_str()))
                 .collect();
-            println!("jwt issuers: {} {:?}", issuers.len(), issuers);
+            if issuers.is_empty() {
+                println!("jwt issuers: 0");
+            } else {
+                println!("jwt issuers: {} ({})", issuers.len(), issuers.join(", "));
+            }
             if let Some(t) = s.jwt.as_ref().and_then(|j| j.tokens.as_ref()) {
                 println!(
                     "token endpoint: POST /auth/token (issuer {}, ttl {:?})",
