@@ -115,12 +115,20 @@ pub fn authorize_identity(
         return Ok(held);
     };
     let cap = authorize(route, method, path, ceiling)?;
-    let ns = &route.config.namespace;
-    let wildcard = format!("{ns}:*");
-    let capped: Vec<&str> = held
-        .split(' ')
-        .filter(|p| cap.split(' ').any(|c| c == *p || c == wildcard))
-        .collect();
+    let wildcard = format!("{}:*", route.config.namespace);
+    let held_pairs: Vec<&str> = held.split(' ').collect();
+    let cap_pairs: Vec<&str> = cap.split(' ').collect();
+    // Pairs both hold; `ns:*` on one side stands for every pair of the other.
+    let capped: Vec<&str> = if held_pairs.contains(&wildcard.as_str()) {
+        cap_pairs
+    } else if cap_pairs.contains(&wildcard.as_str()) {
+        held_pairs
+    } else {
+        held_pairs
+            .into_iter()
+            .filter(|p| cap_pairs.contains(p))
+            .collect()
+    };
     Ok(capped.join(" "))
 }
 
@@ -176,6 +184,41 @@ mod tests {
             &grants
         )
         .is_err());
+    }
+
+    #[test]
+    fn gateway_token_wildcard_lists_the_pairs_both_hold() {
+        let t = table();
+        let r = t.lookup(None, "/model/x").unwrap();
+        let identity = |token: &[&str], key: &[&str]| crate::auth::Identity {
+            scheme: Scheme::Jwt,
+            subject: "a".into(),
+            key_id: Some("K".into()),
+            issuer: None,
+            grants: std::sync::Arc::new(vec![Grant::new("models", &s(token), None)]),
+            ceiling: Some(std::sync::Arc::new(vec![Grant::new(
+                "models",
+                &s(key),
+                None,
+            )])),
+        };
+        let id = identity(&["*"], &["read", "create"]);
+        assert_eq!(
+            authorize_identity(r, &Method::GET, "/model/x", &id).unwrap(),
+            "models:read models:create"
+        );
+        let id = identity(&["read"], &["*"]);
+        assert_eq!(
+            authorize_identity(r, &Method::GET, "/model/x", &id).unwrap(),
+            "models:read"
+        );
+        let id = identity(&["read", "delete"], &["read", "create"]);
+        assert_eq!(
+            authorize_identity(r, &Method::GET, "/model/x", &id).unwrap(),
+            "models:read"
+        );
+        // The key's grants cap the token: a narrowed key refuses at once.
+        assert!(authorize_identity(r, &Method::DELETE, "/model/x", &id).is_err());
     }
 
     #[test]

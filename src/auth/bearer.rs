@@ -100,8 +100,7 @@ impl JwtState {
             }
             None => None,
         };
-        let verifier =
-            Verifier::new(issuers, CacheOptions::default()).map_err(|e| format!("jwt: {e}"))?;
+        let verifier = Verifier::new(issuers, cache_options()).map_err(|e| format!("jwt: {e}"))?;
         let mut revoked = cfg.revoked_jti.clone();
         if let Some(f) = &cfg.revoked_jti_file {
             let text = std::fs::read_to_string(f)
@@ -127,6 +126,15 @@ impl JwtState {
 /// The issuer `ic` with the key set `text` fetched from its URL.
 pub fn issuer_from_jwks(ic: &IssuerConfig, text: &str) -> Result<jwt::Issuer, String> {
     jwt::Issuer::new(spec(ic, KeySource::Jwks(text.to_string()))).map_err(|e| e.to_string())
+}
+
+/// A cached token holds its claims (at most 8 KiB of token): 10,000 entries
+/// bound the cache to tens of megabytes whatever clients send.
+fn cache_options() -> CacheOptions {
+    CacheOptions {
+        max_entries: 10_000,
+        ..CacheOptions::default()
+    }
 }
 
 fn spec(ic: &IssuerConfig, key: KeySource) -> IssuerSpec {

@@ -293,7 +293,7 @@ pub fn load(path: &Path) -> Result<Settings, ConfigErrors> {
         include_patterns.push(full);
     }
 
-    cross_checks(&mut ctx, &routes, &keys, &mut warnings);
+    cross_checks(&mut ctx, &routes, &keys, jwt.as_ref(), &mut warnings);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -959,6 +959,22 @@ fn jwt(ctx: &mut Ctx, j: &RawJwt, files: &mut Vec<PathBuf>) -> JwtConfig {
     if let Some(p) = &revoked_jti_file {
         files.push(p.clone());
     }
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(t) = &tokens {
+        names.push(t.issuer.as_str());
+    }
+    for (i, ic) in issuers.iter().enumerate() {
+        if names.contains(&ic.issuer.as_str()) {
+            ctx.error(
+                &format!("jwt.issuers[{i}].issuer"),
+                format!(
+                    "`{}` is configured twice (jwt.tokens.issuer counts, default `portcullis`)",
+                    ic.issuer
+                ),
+            );
+        }
+        names.push(ic.issuer.as_str());
+    }
     JwtConfig {
         issuers,
         revoked_jti: j.revoked_jti.clone(),
@@ -971,6 +987,7 @@ fn cross_checks(
     ctx: &mut Ctx,
     routes: &[RouteConfig],
     keys: &[KeyConfig],
+    jwt: Option<&JwtConfig>,
     warnings: &mut Vec<String>,
 ) {
     let mut seen = std::collections::HashSet::new();
@@ -1030,6 +1047,14 @@ fn cross_checks(
         }
     }
     let mut pairs = std::collections::HashSet::new();
+    for ic in jwt.iter().flat_map(|j| j.issuers.iter()) {
+        if ic.audiences.is_empty() {
+            warnings.push(format!(
+                "issuer `{}` has no audiences: its tokens for any application are accepted",
+                ic.issuer
+            ));
+        }
+    }
     for r in routes {
         if !pairs.insert((r.host.clone(), r.path_prefix.clone())) {
             warnings.push(format!(

@@ -179,22 +179,9 @@ async fn token(
     key.check_usable(now)
         .map_err(|_| OAuthError::client("the key is disabled or expired"))?;
     let allowed = key_scope(&key.grants);
-    let scope = match get("scope").map(str::trim).filter(|s| !s.is_empty()) {
+    let scope = match get("scope") {
         None => allowed.join(" "),
-        Some(requested) => {
-            if !requested
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .all(|s| scope_covered(s, &allowed))
-            {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "the scope asks for more than the key is granted",
-                ));
-            }
-            requested.split_whitespace().collect::<Vec<_>>().join(" ")
-        }
+        Some(requested) => narrow(requested, &allowed)?,
     };
     let (token, _jti, exp) = minter
         .mint(&key.owner, &key.id, &scope, tokens.ttl, now.max(0) as u64)
@@ -217,6 +204,34 @@ async fn token(
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("pragma", HeaderValue::from_static("no-cache"));
     Ok(r)
+}
+
+/// The requested scope, if every item is within what the key holds. RFC 6749
+/// section 3.3 syntax only (items of %x21 / %x23-5B / %x5D-7E, one space
+/// between), so what is checked is exactly what is minted.
+fn narrow(requested: &str, allowed: &[String]) -> Result<String, OAuthError> {
+    let invalid = |d| OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", d);
+    let well_formed = !requested.is_empty()
+        && requested
+            .bytes()
+            .all(|b| b == b' ' || (b'\x21'..=b'\x7e').contains(&b) && b != b'"' && b != b'\\')
+        && requested.split(' ').all(|s| !s.is_empty());
+    if !well_formed {
+        return Err(invalid("the scope is not space-separated scope tokens"));
+    }
+    let mut items: Vec<&str> = Vec::new();
+    for item in requested.split(' ') {
+        if !items.contains(&item) {
+            items.push(item);
+        }
+    }
+    if items.len() > crate::auth::jwt::MAX_SCOPE_ITEMS {
+        return Err(invalid("the scope has too many items"));
+    }
+    if !items.iter().all(|s| scope_covered(s, allowed)) {
+        return Err(invalid("the scope asks for more than the key is granted"));
+    }
+    Ok(items.join(" "))
 }
 
 /// The client's key, from HTTP Basic or from `client_id`/`client_secret` in

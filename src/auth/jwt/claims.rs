@@ -87,6 +87,10 @@ fn scopes(value: Option<&Value>) -> Result<Vec<Scope>, JwtError> {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(JwtError::InvalidClaim),
     };
+    // Each item becomes a compiled grant per request: bound the work.
+    if items.len() > super::MAX_SCOPE_ITEMS {
+        return Err(JwtError::InvalidClaim);
+    }
     Ok(items.into_iter().filter_map(parse_scope_item).collect())
 }
 

@@ -56,6 +56,10 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// minted for.
 pub const KEY_ID_CLAIM: &str = "pc_key";
 
+/// At most this many scope items in a token; more is `invalid_token` (and
+/// the token endpoint will not mint more).
+pub const MAX_SCOPE_ITEMS: usize = 64;
+
 /// One `ns:action[:resource]` item of the scope claim.
 ///
 /// Maps onto the gateway's `Grant::new(&namespace, &[action], resource)`.
