@@ -229,9 +229,21 @@ fn load_or_exit(path: &Path) -> Result<config::Settings, ExitCode> {
     })
 }
 
+/// One worker thread per CPU the process may run on. Given a single CPU
+/// (a container limit, `taskset`), the single-threaded scheduler does the
+/// same work without the cross-thread wake-ups and queue atomics of the
+/// multi-threaded one.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut b = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    b.enable_all()
+        // The runtime is out of work: a good moment to write the log lines
+        // gathered meanwhile (see `logging`).
+        .on_thread_park(crate::logging::flush)
         .build()
         .map_err(|e| fail(&format!("cannot start the runtime: {e}")))
 }
@@ -249,7 +261,8 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    rt.block_on(async move {
+    crate::logging::set_buffered(true);
+    let code = rt.block_on(async move {
         let demo_upstreams = if demo {
             match start_demo_upstreams(&settings).await {
                 Ok(()) => true,
@@ -304,7 +317,9 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         tokio::spawn(crate::server::signals(gw.clone(), tx));
         crate::server::run(gw, listeners, rx).await;
         ExitCode::SUCCESS
-    })
+    });
+    crate::logging::set_buffered(false);
+    code
 }
 
 async fn start_demo_upstreams(settings: &config::Settings) -> Result<(), String> {

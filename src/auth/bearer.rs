@@ -13,6 +13,7 @@ use crate::authorize::Grant;
 use crate::config::{IssuerConfig, JwtConfig, TokensConfig};
 use crate::error::{err, Code, GatewayError};
 use crate::keys::{Key, KeyStore};
+use dashmap::DashMap;
 use http::HeaderValue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,33 @@ pub struct JwtState {
     pub jwks: Arc<JwksCache>,
     /// Issuers configured with a `jwks_url`.
     pub remote: Vec<RemoteIssuer>,
+    /// Compiled grants of verified tokens, by token hash: compiling the
+    /// resource globs costs ~50 µs a scope item, which a repeated token
+    /// must not pay on every request. Only read after the token verified
+    /// again (signature or verified-token cache, expiry, revocation).
+    grants: GrantsCache,
+}
+
+/// Bounded map from token hash to the grants its scope compiles to. When
+/// full it is emptied (the verified-token cache has the same bound, so a
+/// legitimate working set fits).
+struct GrantsCache {
+    map: DashMap<[u8; 32], Arc<Vec<Grant>>>,
+    max_entries: usize,
+}
+
+impl GrantsCache {
+    fn get_or_compile(&self, claims: &jwt::Claims) -> Arc<Vec<Grant>> {
+        if let Some(g) = self.map.get(&claims.token_hash) {
+            return g.clone();
+        }
+        let grants = Arc::new(grants_of(&claims.scopes));
+        if self.map.len() >= self.max_entries {
+            self.map.clear();
+        }
+        self.map.insert(claims.token_hash, grants.clone());
+        grants
+    }
 }
 
 /// An issuer whose keys come from a URL.
@@ -119,6 +147,10 @@ impl JwtState {
             tokens: cfg.tokens.clone(),
             jwks: jwks.clone(),
             remote,
+            grants: GrantsCache {
+                map: DashMap::new(),
+                max_entries: cache_options().max_entries,
+            },
         })
     }
 }
@@ -202,7 +234,7 @@ pub fn authenticate(
             return Err(token_error(e));
         }
     };
-    let grants = Arc::new(grants_of(&claims.scopes));
+    let grants = state.grants.get_or_compile(&claims);
     let ceiling = match &claims.key_id {
         None => None,
         Some(id) => {

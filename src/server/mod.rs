@@ -7,8 +7,8 @@ mod pipeline;
 mod redirect;
 mod token;
 
-pub use pipeline::handle;
 pub(crate) use pipeline::valid_host as pipeline_valid_host;
+pub use pipeline::{handle, handle_with};
 
 use crate::state::Gateway;
 use hyper::service::service_fn;

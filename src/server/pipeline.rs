@@ -15,9 +15,10 @@ use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the access log and metrics need to know about a request.
 struct Outcome<'s> {
@@ -35,6 +36,30 @@ pub async fn handle(
     ambiguous: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let upstreams = gw.upstreams.clone();
+    let forward = move |req: Request<Body>, timeout: Duration| async move {
+        let resp = upstreams.send(req, timeout).await?;
+        let (mut parts, body) = resp.into_parts();
+        rewrite::strip_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(parts, proxy::incoming(body)))
+    };
+    handle_with(gw, peer, ambiguous, req.map(proxy::incoming), forward).await
+}
+
+/// The whole request flow with the upstream hop given as `forward`: the
+/// server passes the pooled client, the pipeline benchmark a canned answer.
+#[doc(hidden)]
+pub async fn handle_with<F, Fut>(
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+    ambiguous: bool,
+    req: Request<Body>,
+    forward: F,
+) -> Result<Response<Body>, Infallible>
+where
+    F: FnOnce(Request<Body>, Duration) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, GatewayError>>,
+{
     let started = Instant::now();
     let snap = gw.snapshot();
     let request_id = request_id(req.headers());
@@ -52,7 +77,7 @@ pub async fn handle(
             "the request is framed two ways (Content-Length with Transfer-Encoding, or Content-Length twice)",
         ))
     } else {
-        pipeline(&gw, &snap, peer, &request_id, req, &mut out).await
+        pipeline(&gw, &snap, peer, &request_id, req, &mut out, forward).await
     };
     let (mut resp, code) = match result {
         Ok(r) => (r, None),
@@ -110,14 +135,19 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn pipeline<'s>(
+async fn pipeline<'s, F, Fut>(
     gw: &Gateway,
     snap: &'s Snapshot,
     peer: SocketAddr,
     request_id: &HeaderValue,
-    req: Request<Incoming>,
+    req: Request<Body>,
     out: &mut Outcome<'s>,
-) -> Result<Response<Body>, GatewayError> {
+    forward: F,
+) -> Result<Response<Body>, GatewayError>
+where
+    F: FnOnce(Request<Body>, Duration) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, GatewayError>>,
+{
     check_framing(req.headers())?;
     let host = request_host(&req)?;
     let path =
@@ -133,8 +163,7 @@ async fn pipeline<'s>(
         .ok_or_else(|| err(Code::NoRoute, "no route matches this host and path"))?;
     out.route = Some(route);
 
-    let (mut parts, body) = req.into_parts();
-    let mut body = proxy::incoming(body);
+    let (mut parts, mut body) = req.into_parts();
     let (identity, grants) = if route.config.public {
         (None, None)
     } else {
@@ -186,16 +215,11 @@ async fn pipeline<'s>(
     }
     parts.uri = target;
     parts.version = Version::HTTP_11;
-    let resp = gw
-        .upstreams
-        .send(
-            Request::from_parts(parts, body),
-            snap.settings.limits.upstream_timeout,
-        )
-        .await?;
-    let (mut rparts, rbody) = resp.into_parts();
-    rewrite::strip_hop_by_hop(&mut rparts.headers);
-    Ok(Response::from_parts(rparts, proxy::incoming(rbody)))
+    forward(
+        Request::from_parts(parts, body),
+        snap.settings.limits.upstream_timeout,
+    )
+    .await
 }
 
 /// Refuse what could be framed two ways by two HTTP parsers: more than one
@@ -231,7 +255,7 @@ fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
 
 /// The host the client asked for: `:authority` (HTTP/2, absolute-form) or
 /// `Host`; when both are given they must agree.
-fn request_host(req: &Request<Incoming>) -> Result<Option<String>, GatewayError> {
+fn request_host<B>(req: &Request<B>) -> Result<Option<String>, GatewayError> {
     let mut hosts = req.headers().get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {

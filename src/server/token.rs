@@ -8,11 +8,10 @@ use crate::auth::apikey;
 use crate::auth::bearer::{key_scope, scope_covered, JwtState};
 use crate::error::{err, Code, GatewayError};
 use crate::keys::Key;
-use crate::proxy::{self, full, Body};
+use crate::proxy::{full, Body};
 use crate::state::Snapshot;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 pub const TOKEN_PATH: &str = "/auth/token";
@@ -27,7 +26,7 @@ pub fn is_endpoint(snap: &Snapshot, path: &str) -> bool {
 /// Answer a gateway endpoint; the decision label goes to the access log.
 pub async fn serve(
     snap: &Snapshot,
-    req: Request<Incoming>,
+    req: Request<Body>,
     now: i64,
 ) -> Result<(Response<Body>, &'static str), GatewayError> {
     let Some(jwt) = snap.jwt.as_deref() else {
@@ -138,7 +137,7 @@ fn form(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
 async fn token(
     snap: &Snapshot,
     jwt: &JwtState,
-    req: Request<Incoming>,
+    req: Request<Body>,
     now: i64,
 ) -> Result<Response<Body>, OAuthError> {
     let (Some(minter), Some(tokens)) = (&jwt.minter, &jwt.tokens) else {
@@ -153,7 +152,7 @@ async fn token(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let mut body = proxy::incoming(body);
+    let mut body = body;
     let bytes = buffer(&mut body, &snap.settings.limits, &parts)
         .await
         .map_err(|_| OAuthError::request("the body is too large or unreadable"))?;

@@ -1,0 +1,598 @@
+#!/usr/bin/env python3
+"""The load bench: portcullis against a bare nginx TLS proxy and HAProxy's
+jwt_verify, in one run, on this machine. Run through `scripts/bench`.
+
+Layout (2 cores): the proxy under test is pinned to core 0; the load
+generator (`portcullis-load`) and the fixed upstream (nginx `return 200`)
+share core 1. Every target runs for the whole bench; rounds go through the
+targets in turn (the order reversed every other round) so drift in the
+machine hits every target alike.
+
+Per target and round:
+  * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
+    read from /proc (schedstat of every thread of the proxy's processes);
+  * fixed rate (`--rate RATE`, coordinated-omission corrected): p50/p99.
+
+Everything is written under target/bench/ (keys, certificates, configs,
+logs, results.json); nothing secret is committed. The speed figures are
+only reported, never asserted.
+"""
+
+import argparse
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "bench"
+LOAD = ROOT / "target" / "release" / "portcullis-load"
+GATEWAY = ROOT / "target" / "release" / "portcullis"
+
+UPSTREAM_PORT = 9180
+NGINX_PORT = 9443
+HAPROXY_PORTS = {"HS256": 9444, "RS256": 9445, "ES256": 9446}
+PORTCULLIS_PORT = 9447
+PORTCULLIS_ADMIN = 9481
+PATH = "/model/ABC-1"
+AUDIENCE = "bench"
+PROXY_CORE = "0"
+LOAD_CORE = "1"
+
+procs = []
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def start(name, cmd, core, **kw):
+    logf = open(OUT / f"{name}.log", "w")
+    p = subprocess.Popen(
+        ["taskset", "-c", core, *cmd],
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        **kw,
+    )
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def wait_port(port, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port} after {timeout}s; see {OUT}/*.log")
+
+
+def tree_pids(pid):
+    """pid and all its descendants (nginx and haproxy fork workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                try:
+                    kids = Path(f"/proc/{p}/task/{t}/children").read_text().split()
+                except OSError:
+                    kids = []
+                todo.extend(int(k) for k in kids)
+        except OSError:
+            pass
+    return out
+
+
+def cpu_ns(pid):
+    """CPU time (ns) used so far by every thread of pid and its descendants."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                total += int(Path(f"/proc/{p}/task/{t}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def rss_kib(pid):
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# --------------------------------------------------------------- setup
+
+
+def openssl(*args):
+    run(["openssl", *args], cwd=OUT)
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_keys():
+    log("generating the TLS pair, RSA and P-256 keys, secrets")
+    run([str(GATEWAY), "gen-cert", "--out", str(OUT / "certs"), "--host", "localhost"])
+    pem = (OUT / "certs" / "gateway.crt").read_text() + (OUT / "certs" / "gateway.key").read_text()
+    (OUT / "certs" / "haproxy.pem").write_text(pem)
+    openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rs.key")
+    openssl("pkey", "-in", "rs.key", "-pubout", "-out", "rs.pub")
+    openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "es.key")
+    openssl("pkey", "-in", "es.key", "-pubout", "-out", "es.pub")
+    return {
+        "key_secret": secrets.token_hex(32),
+        # HAProxy takes the HS256 secret as a literal string in its config.
+        "hs_secret": secrets.token_hex(32),
+    }
+
+
+def issuer(alg):
+    return f"https://idp-{alg.lower()}.bench.test"
+
+
+def mint_tokens(k):
+    import jwt  # PyJWT, from tests/interop/requirements.txt
+
+    now = int(time.time())
+    claims = {
+        "aud": AUDIENCE,
+        "sub": "bench-client",
+        "scope": "models:read",
+        "iat": now,
+        "exp": now + 6 * 3600,
+    }
+    keys = {
+        "HS256": k["hs_secret"],
+        "RS256": (OUT / "rs.key").read_text(),
+        "ES256": (OUT / "es.key").read_text(),
+    }
+    toks = {alg: jwt.encode(dict(claims, iss=issuer(alg)), key, algorithm=alg) for alg, key in keys.items()}
+    for alg, t in toks.items():
+        (OUT / f"token-{alg}.txt").write_text(t + "\n")
+    return toks
+
+
+def write_upstream():
+    conf = f"""
+daemon off;
+worker_processes 1;
+pid {OUT}/upstream.pid;
+error_log {OUT}/upstream-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {{
+    listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
+    location / {{ return 200 "ok\\n"; }}
+  }}
+}}
+"""
+    (OUT / "upstream.conf").write_text(conf)
+
+
+def write_nginx():
+    conf = f"""
+daemon off;
+worker_processes 1;
+pid {OUT}/nginx.pid;
+error_log {OUT}/nginx-error.log warn;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; keepalive_requests 10000000; }}
+  server {{
+    listen 127.0.0.1:{NGINX_PORT} ssl backlog=4096;
+    ssl_certificate {OUT}/certs/gateway.crt;
+    ssl_certificate_key {OUT}/certs/gateway.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+    (OUT / "nginx.conf").write_text(conf)
+
+
+def write_haproxy(k):
+    # What the HAProxy documentation shows for jwt_verify (2.6): pin the
+    # algorithm, verify the signature, then check issuer, audience and
+    # expiry; one process and one thread per algorithm.
+    for alg, port in HAPROXY_PORTS.items():
+        key = {"HS256": f'"{k["hs_secret"]}"', "RS256": f'"{OUT}/rs.pub"', "ES256": f'"{OUT}/es.pub"'}[alg]
+        conf = f"""
+global
+  nbthread 1
+  maxconn 4096
+  tune.ssl.default-dh-param 2048
+  pidfile {OUT}/haproxy-{alg}.pid
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+  timeout http-keep-alive 300s
+  option http-keep-alive
+
+frontend fe
+  bind 127.0.0.1:{port} ssl crt {OUT}/certs/haproxy.pem alpn http/1.1
+  http-request deny deny_status 401 unless {{ req.hdr(authorization) -m beg "Bearer " }}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless {{ var(txn.alg) -m str {alg} }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.alg,{key}) -m int 1 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str {issuer(alg)} }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str {AUDIENCE} }}
+  http-request set-var(txn.now) date
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')
+  http-request deny deny_status 401 if {{ var(txn.exp),sub(txn.now) -m int lt 0 }}
+  default_backend be
+
+backend be
+  http-reuse always
+  server up 127.0.0.1:{UPSTREAM_PORT} maxconn 256
+"""
+        (OUT / f"haproxy-{alg}.cfg").write_text(conf)
+
+
+def write_portcullis(k, log_level):
+    conf = f"""
+listen:
+  https: 127.0.0.1:{PORTCULLIS_PORT}
+  tls: {{ cert: {OUT}/certs/gateway.crt, key: {OUT}/certs/gateway.key }}
+admin:
+  listen: 127.0.0.1:{PORTCULLIS_ADMIN}
+limits:
+  max_connections: 20000
+  header_read_timeout: 300s
+log:
+  level: {log_level}
+routes:
+  - name: models
+    match: {{ path_prefix: /model }}
+    upstream: http://127.0.0.1:{UPSTREAM_PORT}
+    namespace: models
+keys:
+  - id: bench-key
+    owner: bench
+    secret: ${{BENCH_KEY_SECRET}}
+    grants:
+      - {{ namespace: models, actions: [read], resources: ["/model/ABC-*"] }}
+jwt:
+  issuers:
+    - issuer: {issuer("HS256")}
+      audiences: [{AUDIENCE}]
+      algorithms: [HS256]
+      hs_secret: ${{BENCH_HS_SECRET}}
+    - issuer: {issuer("RS256")}
+      audiences: [{AUDIENCE}]
+      algorithms: [RS256]
+      public_key_pem: {OUT}/rs.pub
+    - issuer: {issuer("ES256")}
+      audiences: [{AUDIENCE}]
+      algorithms: [ES256]
+      public_key_pem: {OUT}/es.pub
+"""
+    (OUT / "portcullis.yaml").write_text(conf)
+
+
+# --------------------------------------------------------------- load
+
+
+def load(url, mode, args, extra=(), rate=None, duration=None, conns=None, warmup=0):
+    cmd = [
+        "taskset", "-c", LOAD_CORE, str(LOAD),
+        "--url", url, "--mode", mode,
+        "-c", str(conns or args.connections),
+        "-d", f"{duration or args.duration}s",
+        "--warmup", f"{warmup}s",
+        "--json",
+    ]
+    if url.startswith("https"):
+        cmd += ["--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{url.split(':')[2].split('/')[0]}"]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    cmd += list(extra)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=(duration or args.duration) + warmup + 60)
+    if r.returncode != 0:
+        raise SystemExit(f"load generator failed: {' '.join(cmd)}\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def targets(k, pids):
+    cred = ["--key-id", "bench-key", "--secret", k["key_secret"]]
+    pc = f"https://127.0.0.1:{PORTCULLIS_PORT}{PATH}"
+    t = [
+        ("direct (no proxy, plain http)", None, f"http://127.0.0.1:{UPSTREAM_PORT}{PATH}", "none", []),
+        ("nginx TLS proxy, no auth", pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", []),
+    ]
+    for alg, port in HAPROXY_PORTS.items():
+        t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
+                  ["--token-file", str(OUT / f"token-{alg}.txt")]))
+    t += [
+        ("portcullis api_key (Basic)", pids["portcullis"], pc, "api_key", cred),
+        ("portcullis api_key (X-Api-Key)", pids["portcullis"], pc, "api_key", cred + ["--api-key-header"]),
+        ("portcullis oauth1 HMAC-SHA1", pids["portcullis"], pc, "oauth1", cred),
+    ]
+    for alg in HAPROXY_PORTS:
+        t.append((f"portcullis jwt {alg} (cached)", pids["portcullis"], pc, "jwt",
+                  ["--token-file", str(OUT / f"token-{alg}.txt")]))
+    t.append(("portcullis reject (wrong secret, 401)", pids["portcullis"], pc, "reject", cred))
+    return t
+
+
+def median_range(xs):
+    return statistics.median(xs), min(xs), max(xs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per closed-loop run")
+    ap.add_argument("--rate-duration", type=int, default=8, help="seconds per fixed-rate run")
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rate", type=int, default=0, help="fixed rate for the latency runs (0: 60%% of the slowest target in round 1, at most 10000)")
+    ap.add_argument("--only", default="", help="comma-separated substrings: run only matching targets (plus direct and nginx)")
+    ap.add_argument("--log-level", default="info", help="portcullis log.level (info: one access-log line a request)")
+    ap.add_argument("--idle-conns", type=int, default=10000, help="idle keep-alive TLS connections held for the memory figure (0: skip)")
+    ap.add_argument("--soak", type=int, default=0, help="seconds of oauth1 soak at --soak-rate with RSS sampled (0: skip)")
+    ap.add_argument("--soak-rate", type=int, default=5000)
+    args = ap.parse_args()
+
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    (OUT / "certs").mkdir(parents=True)
+    k = make_keys()
+    mint_tokens(k)
+    write_upstream()
+    write_nginx()
+    write_haproxy(k)
+    write_portcullis(k, args.log_level)
+    env = dict(os.environ, BENCH_KEY_SECRET=k["key_secret"], BENCH_HS_SECRET=k["hs_secret"])
+    run([str(GATEWAY), "check", "-c", str(OUT / "portcullis.yaml")], env=env)
+
+    pids = {}
+    try:
+        start("upstream", ["nginx", "-c", str(OUT / "upstream.conf"), "-p", str(OUT)], LOAD_CORE)
+        wait_port(UPSTREAM_PORT)
+        pids["nginx"] = start("nginx", ["nginx", "-c", str(OUT / "nginx.conf"), "-p", str(OUT)], PROXY_CORE).pid
+        for alg in HAPROXY_PORTS:
+            pids[f"haproxy-{alg}"] = start(f"haproxy-{alg}", ["haproxy", "-db", "-f", str(OUT / f"haproxy-{alg}.cfg")], PROXY_CORE).pid
+        pcp = start("portcullis", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis.yaml")], PROXY_CORE, env=env)
+        pids["portcullis"] = pcp.pid
+        for port in [NGINX_PORT, PORTCULLIS_PORT, *HAPROXY_PORTS.values()]:
+            wait_port(port)
+        time.sleep(1)
+        idle_rss = rss_kib(pcp.pid)
+        log(f"portcullis idle RSS: {idle_rss} KiB")
+
+        ts = targets(k, pids)
+        if args.only:
+            want = [w.strip() for w in args.only.split(",") if w.strip()]
+            ts = [t for t in ts if t[0].startswith(("direct", "nginx")) or any(w in t[0] for w in want)]
+
+        # Every target answers as expected before anything is measured.
+        for name, _pid, url, mode, extra in ts:
+            r = load(url, mode, args, extra, duration=1, conns=2)
+            if r["errors"]:
+                raise SystemExit(f"{name}: {r['errors']} unexpected answers in the check run: {r['status']}")
+        log("all targets answer as expected")
+
+        results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "rate_errors": [], "behind": []} for t in ts}
+        rate = args.rate
+        for rnd in range(args.rounds):
+            order = ts if rnd % 2 == 0 else list(reversed(ts))
+            for name, pid, url, mode, extra in order:
+                load(url, mode, args, extra, duration=1)  # warm connections, caches and pools
+                c0 = cpu_ns(pid) if pid else 0
+                r = load(url, mode, args, extra)
+                c1 = cpu_ns(pid) if pid else 0
+                res = results[name]
+                res["rps"].append(r["rps"])
+                if pid and r["requests"]:
+                    res["cpu_us"].append((c1 - c0) / 1000 / r["requests"])
+                if r["errors"]:
+                    log(f"  {name}: {r['errors']} errors {r['status']}")
+                log(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s" + (f", {res['cpu_us'][-1]:.1f} µs CPU/req" if pid else ""))
+            if rate == 0:
+                slowest = min(statistics.median(v["rps"]) for v in results.values())
+                rate = max(1000, min(10000, int(slowest * 0.6) // 500 * 500))
+                log(f"fixed rate for latency: {rate} req/s")
+            for name, pid, url, mode, extra in order:
+                r = load(url, mode, args, extra, rate=rate, duration=args.rate_duration, warmup=1)
+                res = results[name]
+                res["p50"].append(r["p50_us"])
+                res["p99"].append(r["p99_us"])
+                res["rate_errors"].append(r["errors"])
+                res["behind"].append(r.get("behind_schedule", 0))
+                log(f"round {rnd + 1} {name} @ {rate}/s: p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
+
+        busy_rss = rss_kib(pcp.pid)
+        idle = None
+        if args.idle_conns:
+            idle = idle_connections(args, pcp.pid)
+        soak = None
+        if args.soak:
+            soak = soak_run(args, k, pcp.pid)
+        report(args, results, rate, {"idle_rss_kib": idle_rss, "after_load_rss_kib": busy_rss, "idle_conns": idle, "soak": soak})
+    finally:
+        stop_all()
+
+
+def idle_connections(args, pid):
+    n = args.idle_conns
+    before = rss_kib(pid)
+    hold = 20
+    cmd = ["taskset", "-c", LOAD_CORE, str(LOAD), "--url", f"https://127.0.0.1:{PORTCULLIS_PORT}/status",
+           "--mode", "none", "--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{PORTCULLIS_PORT}",
+           "--idle", str(n), "--hold", f"{hold}s", "--expect-status", "404", "--json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = before
+    t_end = time.time() + 600
+    while p.poll() is None and time.time() < t_end:
+        peak = max(peak, rss_kib(pid))
+        time.sleep(0.5)
+    out, err = p.communicate(timeout=60)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        r = {"error": err[-2000:]}
+    time.sleep(2)
+    after = rss_kib(pid)
+    res = {"connections": n, "rss_before_kib": before, "rss_peak_kib": peak, "rss_after_close_kib": after, "load": r}
+    log(f"idle connections: {json.dumps(res)}")
+    return res
+
+
+def soak_run(args, k, pid):
+    """oauth1 at a fixed rate with RSS sampled every 10 s; the replay window
+    is the config's (300 s), so nonces start expiring 5 minutes in."""
+    cmd = ["taskset", "-c", LOAD_CORE, str(LOAD), "--url", f"https://127.0.0.1:{PORTCULLIS_PORT}{PATH}",
+           "--mode", "oauth1", "--key-id", "bench-key", "--secret", k["key_secret"],
+           "--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{PORTCULLIS_PORT}",
+           "-c", "32", "--rate", str(args.soak_rate), "-d", f"{args.soak}s", "--json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = []
+    t0 = time.time()
+    while p.poll() is None:
+        samples.append((round(time.time() - t0), rss_kib(pid), nonces()))
+        time.sleep(10)
+    out, err = p.communicate()
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        r = {"error": err[-2000:]}
+    log(f"soak: {r}")
+    return {"seconds": args.soak, "rate": args.soak_rate, "samples": samples, "load": r}
+
+
+def nonces():
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{PORTCULLIS_ADMIN}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("portcullis_nonces") and not line.startswith("portcullis_nonces_"):
+            return float(line.split()[-1])
+    return None
+
+
+def report(args, results, rate, mem):
+    nginx = results.get("nginx TLS proxy, no auth")
+    direct = results.get("direct (no proxy, plain http)")
+    n_rps = statistics.median(nginx["rps"])
+    n_cpu = statistics.median(nginx["cpu_us"])
+    d_p99 = statistics.median(direct["p99"])
+    n_p99 = statistics.median(nginx["p99"])
+    rows = []
+    for name, v in results.items():
+        rps = median_range(v["rps"])
+        cpu = median_range(v["cpu_us"]) if v["cpu_us"] else None
+        p50 = statistics.median(v["p50"])
+        p99 = statistics.median(v["p99"])
+        rows.append({
+            "target": name,
+            "rps_median": round(rps[0]), "rps_min": round(rps[1]), "rps_max": round(rps[2]),
+            "rps_vs_nginx": round(rps[0] / n_rps, 2),
+            "cpu_us_median": round(cpu[0], 1) if cpu else None,
+            "cpu_us_min": round(cpu[1], 1) if cpu else None,
+            "cpu_us_max": round(cpu[2], 1) if cpu else None,
+            "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
+            "p50_us": round(p50), "p99_us": round(p99),
+            "added_p99_us": round(p99 - d_p99),
+            "rate_errors": sum(v["rate_errors"]), "behind_schedule": sum(v["behind"]),
+        })
+    machine = {
+        "date": dt.date.today().isoformat(),
+        "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?"),
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "nginx": run(["nginx", "-v"]).stderr.strip(),
+        "haproxy": run(["haproxy", "-v"]).stdout.splitlines()[0],
+        "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
+        "rate": rate, "log_level": args.log_level,
+    }
+    out = {"machine": machine, "rows": rows, "memory": mem}
+    (OUT / "results.json").write_text(json.dumps(out, indent=2))
+    lines = [
+        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | p50 µs @ {rate}/s | p99 µs | added p99 µs |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
+        lines.append(
+            f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
+            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} |"
+        )
+    table = "\n".join(lines)
+    (OUT / "results.md").write_text(table + "\n")
+    print()
+    print(json.dumps(machine))
+    print(table)
+    print(f"\nmemory: {json.dumps(mem)}")
+    print(f"\nresults: {OUT}/results.json and results.md")
+    _ = n_p99
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        stop_all()
+        sys.exit(130)

@@ -1,0 +1,202 @@
+//! Connections: TCP (+ TLS through rustls/ring) and a hyper HTTP/1.1
+//! handshake. Every connection is its own handshake, kept alive for all of
+//! its requests; there is no pool.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use crate::cli::Config;
+
+pub type Body = Empty<Bytes>;
+
+/// A live HTTP/1.1 connection: the request handle and the task that drives
+/// the connection. Dropping it closes the connection.
+pub struct Conn {
+    pub sender: SendRequest<Body>,
+    pub driver: JoinHandle<()>,
+}
+
+impl Conn {
+    /// The server (or an error) ended the connection.
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed() || self.driver.is_finished()
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Which step of setting up a connection failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    Tcp(io::Error),
+    Tls(io::Error),
+    Http(hyper::Error),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Tcp(e) => write!(f, "connect: {e}"),
+            ConnectError::Tls(e) => write!(f, "TLS handshake: {e}"),
+            ConnectError::Http(e) => write!(f, "HTTP/1.1 handshake: {e}"),
+        }
+    }
+}
+
+/// Opens connections to one address, with one shared TLS configuration (and
+/// so one session cache: later handshakes resume).
+pub struct Connector {
+    addr: SocketAddr,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl Connector {
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let tls = if cfg.tls {
+            let config = client_config(cfg)?;
+            let name = ServerName::try_from(cfg.server_name.clone())
+                .map_err(|e| format!("server name {:?}: {e}", cfg.server_name))?;
+            Some((TlsConnector::from(Arc::new(config)), name))
+        } else {
+            None
+        };
+        Ok(Connector {
+            addr: cfg.addr,
+            tls,
+        })
+    }
+
+    pub async fn connect(&self) -> Result<Conn, ConnectError> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(ConnectError::Tcp)?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => handshake(tcp).await,
+            Some((connector, name)) => {
+                let tls = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(ConnectError::Tls)?;
+                handshake(tls).await
+            }
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<Conn, ConnectError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(ConnectError::Http)?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn { sender, driver })
+}
+
+fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let mut config = if cfg.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_no_client_auth()
+    } else {
+        let path = cfg
+            .cacert
+            .as_ref()
+            .ok_or("TLS needs --cacert or --insecure")?;
+        let mut roots = RootCertStore::empty();
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+        for cert in certs {
+            let cert = cert.map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("--cacert {}: {e}", path.display()))?;
+        }
+        if roots.is_empty() {
+            return Err(format!("--cacert {}: no certificate", path.display()));
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// `--insecure`: accepts any certificate chain and name, but still checks
+/// the handshake signatures with the provider's algorithms (so the server
+/// must hold the private key of the certificate it presents).
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
