@@ -67,7 +67,7 @@ pub async fn run(gw: Arc<Gateway>, listeners: Listeners, mut stop: watch::Receiv
         gw.clone(),
         Duration::from_secs(1),
     ));
-    let purger = tokio::spawn(purge_nonces(gw.clone()));
+    let purger = tokio::spawn(housekeeping(gw.clone()));
     let jwks = tokio::spawn(crate::state::refresh_jwks(gw.clone()));
     gw.set_ready(true);
     let _ = stop.wait_for(|s| *s).await;
@@ -112,9 +112,12 @@ pub async fn signals(gw: Arc<Gateway>, stop: watch::Sender<bool>) {
 }
 
 /// Expire nonces in bulk even when no request touches the store.
-async fn purge_nonces(gw: Arc<Gateway>) {
+/// Every 5 s: expired nonces out of the replay store, timed-out idle
+/// connections out of the upstream pool.
+async fn housekeeping(gw: Arc<Gateway>) {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
+        gw.upstreams.reap();
         gw.replay.purge(crate::auth::now_unix() as u64);
         gw.metrics.nonces.set(gw.replay.len() as i64);
     }

@@ -38,10 +38,9 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let upstreams = gw.upstreams.clone();
     let forward = move |req: Request<Body>, timeout: Duration| async move {
-        let resp = upstreams.send(req, timeout).await?;
-        let (mut parts, body) = resp.into_parts();
-        rewrite::strip_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(parts, proxy::incoming(body)))
+        let mut resp = upstreams.send(req, timeout).await?;
+        rewrite::strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
     };
     handle_with(gw, peer, ambiguous, req.map(proxy::incoming), forward).await
 }
