@@ -11,7 +11,7 @@
 
 use crate::config::{Log, LogFormat};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use tracing_subscriber::EnvFilter;
 
@@ -81,8 +81,233 @@ pub fn init(log: &Log) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(true);
     // A second init (tests, demo) keeps the first subscriber.
-    let _ = match log.format {
+    let installed = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
+    }
+    .is_ok();
+    // The access log is written directly (see `access`) when the line would
+    // look exactly like tracing's: no colours, and this subscriber in place.
+    let fast = installed && !std::io::stderr().is_terminal();
+    let level_on = tracing::enabled!(target: "portcullis::access", tracing::Level::INFO);
+    let mode = match (fast, level_on, log.format) {
+        (_, false, _) => ACCESS_OFF,
+        (false, true, _) => ACCESS_TRACING,
+        (true, true, LogFormat::Text) => ACCESS_TEXT,
+        (true, true, LogFormat::Json) => ACCESS_JSON,
     };
+    ACCESS.store(mode, Ordering::Relaxed);
+}
+
+const ACCESS_TRACING: u8 = 0;
+const ACCESS_OFF: u8 = 1;
+const ACCESS_TEXT: u8 = 2;
+const ACCESS_JSON: u8 = 3;
+/// How access lines are written; tracing's own path until [`init`] says.
+static ACCESS: AtomicU8 = AtomicU8::new(ACCESS_TRACING);
+
+/// One access-log line: what [`access`] writes for each request.
+pub struct AccessLine<'a> {
+    pub request_id: &'a str,
+    pub client: std::net::IpAddr,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub route: &'a str,
+    pub key_id: &'a str,
+    pub scheme: &'a str,
+    pub decision: &'a str,
+    pub status: u16,
+    pub error: &'a str,
+    pub latency_us: u64,
+}
+
+/// Log one request, target `portcullis::access` at INFO.
+///
+/// The line is byte for byte what tracing-subscriber's text or JSON format
+/// writes for the same event, built by hand: formatting through tracing's
+/// field visitors cost about 1.8 µs a request in the load bench, more than
+/// a tenth of the gateway's CPU per request.
+pub fn access(l: &AccessLine) {
+    let mode = ACCESS.load(Ordering::Relaxed);
+    if mode == ACCESS_OFF {
+        return;
+    }
+    if mode == ACCESS_TRACING {
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = l.request_id,
+            client = %l.client,
+            method = %l.method,
+            path = %l.path,
+            route = l.route,
+            key_id = l.key_id,
+            scheme = l.scheme,
+            decision = l.decision,
+            status = l.status,
+            error = l.error,
+            latency_us = l.latency_us,
+        );
+        return;
+    }
+    LINE.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        if mode == ACCESS_JSON {
+            json_line(&mut buf, l);
+        } else {
+            text_line(&mut buf, l);
+        }
+        let _ = LineWriter.write(&buf);
+    });
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `2026-11-22T20:21:34.833532Z`, as tracing-subscriber's `SystemTime`.
+fn timestamp(out: &mut Vec<u8>) {
+    let now = time::OffsetDateTime::now_utc();
+    let (y, mo, d) = (now.year(), u8::from(now.month()), now.day());
+    let (h, mi, s, us) = (now.hour(), now.minute(), now.second(), now.microsecond());
+    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z");
+}
+
+/// A value as `{:?}` writes it, quoted; the common case (printable ASCII
+/// without quotes or backslashes) without going through `fmt`.
+fn debug_str(out: &mut Vec<u8>, v: &str) {
+    if v.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = write!(out, "{v:?}");
+    }
+}
+
+fn text_line(out: &mut Vec<u8>, l: &AccessLine) {
+    timestamp(out);
+    out.extend_from_slice(b"  INFO portcullis::access: request_id=");
+    debug_str(out, l.request_id);
+    let _ = write!(out, " client={}", l.client);
+    out.extend_from_slice(b" method=");
+    out.extend_from_slice(l.method.as_bytes());
+    out.extend_from_slice(b" path=");
+    out.extend_from_slice(l.path.as_bytes());
+    for (name, v) in [
+        (&b" route="[..], l.route),
+        (b" key_id=", l.key_id),
+        (b" scheme=", l.scheme),
+        (b" decision=", l.decision),
+    ] {
+        out.extend_from_slice(name);
+        debug_str(out, v);
+    }
+    let _ = write!(out, " status={} error=", l.status);
+    debug_str(out, l.error);
+    let _ = writeln!(out, " latency_us={}", l.latency_us);
+}
+
+/// A JSON string (RFC 8259 escaping, as serde_json writes it).
+fn json_str(out: &mut Vec<u8>, v: &str) {
+    out.push(b'"');
+    for &b in v.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0..=0x1f => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+            _ => out.push(b),
+        }
+    }
+    out.push(b'"');
+}
+
+fn json_line(out: &mut Vec<u8>, l: &AccessLine) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out);
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
+    json_str(out, l.request_id);
+    let _ = write!(out, ",\"client\":\"{}\"", l.client);
+    for (name, v) in [
+        (&b",\"method\":"[..], l.method),
+        (b",\"path\":", l.path),
+        (b",\"route\":", l.route),
+        (b",\"key_id\":", l.key_id),
+        (b",\"scheme\":", l.scheme),
+        (b",\"decision\":", l.decision),
+    ] {
+        out.extend_from_slice(name);
+        json_str(out, v);
+    }
+    let _ = write!(out, ",\"status\":{},\"error\":", l.status);
+    json_str(out, l.error);
+    let _ = writeln!(
+        out,
+        ",\"latency_us\":{},\"target\":\"portcullis::access\"}}",
+        l.latency_us
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(request_id: &str) -> AccessLine<'_> {
+        AccessLine {
+            request_id,
+            client: "127.0.0.1".parse().unwrap(),
+            method: "GET",
+            path: "/model/ABC-1",
+            route: "models",
+            key_id: "K1",
+            scheme: "api_key",
+            decision: "allowed",
+            status: 200,
+            error: "-",
+            latency_us: 42,
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_whatever_the_request_id_holds() {
+        for id in ["plain", "q\"uo\\te", "ctl\u{1}\t\n", "ünï"] {
+            let mut out = Vec::new();
+            json_line(&mut out, &line(id));
+            assert!(out.ends_with(b"}\n"));
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["request_id"], id);
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["latency_us"], 42);
+            assert_eq!(v["key_id"], "K1");
+            assert_eq!(v["client"], "127.0.0.1");
+            assert_eq!(v["target"], "portcullis::access");
+            assert_eq!(v["level"], "INFO");
+        }
+    }
+
+    #[test]
+    fn text_values_are_quoted_as_debug_does() {
+        for id in ["plain", "q\"uo\\te", "ctl\u{1}\t\n", "ünï"] {
+            let mut out = Vec::new();
+            text_line(&mut out, &line(id));
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(&format!("request_id={id:?} ")), "{text}");
+            assert!(text.contains("  INFO portcullis::access: "), "{text}");
+            assert!(
+                text.ends_with(" decision=\"allowed\" status=200 error=\"-\" latency_us=42\n"),
+                "{text}"
+            );
+            // One line, whatever the id holds.
+            assert_eq!(text.matches('\n').count(), 1);
+        }
+    }
 }

@@ -117,20 +117,19 @@ where
         })
         .inc();
     gw.metrics.latency.observe(elapsed.as_secs_f64());
-    tracing::info!(
-        target: "portcullis::access",
-        request_id = request_id.to_str().unwrap_or(""),
-        client = %peer.ip(),
-        method = %method,
-        path = %raw_path,
-        route = out.route.map_or("-", |r| r.config.name.as_str()),
-        key_id = out.key_id.as_deref().unwrap_or("-"),
-        scheme = out.scheme.map_or("-", Scheme::as_str),
-        decision = out.decision,
+    crate::logging::access(&crate::logging::AccessLine {
+        request_id: request_id.to_str().unwrap_or(""),
+        client: peer.ip(),
+        method: method.as_str(),
+        path: &raw_path,
+        route: out.route.map_or("-", |r| r.config.name.as_str()),
+        key_id: out.key_id.as_deref().unwrap_or("-"),
+        scheme: out.scheme.map_or("-", Scheme::as_str),
+        decision: out.decision,
         status,
-        error = code.map_or("-", Code::as_str),
-        latency_us = elapsed.as_micros() as u64,
-    );
+        error: code.map_or("-", Code::as_str),
+        latency_us: elapsed.as_micros() as u64,
+    });
     Ok(resp)
 }
 
