@@ -465,12 +465,14 @@ def main():
                 log(f"round {rnd + 1} {name} @ {rate}/s: p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
 
         busy_rss = rss_kib(pcp.pid)
-        idle = None
-        if args.idle_conns:
-            idle = idle_connections(args, pcp.pid)
+        # The soak first: the idle-connection run leaves freed memory that
+        # malloc keeps, which would hide the soak's own RSS level.
         soak = None
         if args.soak:
             soak = soak_run(args, k, pcp.pid)
+        idle = None
+        if args.idle_conns:
+            idle = idle_connections(args, pcp.pid)
         report(args, results, rate, {"idle_rss_kib": idle_rss, "after_load_rss_kib": busy_rss, "idle_conns": idle, "soak": soak})
     finally:
         stop_all()
