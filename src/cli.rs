@@ -233,12 +233,21 @@ fn load_or_exit(path: &Path) -> Result<config::Settings, ExitCode> {
 /// (a container limit, `taskset`), the single-threaded scheduler does the
 /// same work without the cross-thread wake-ups and queue atomics of the
 /// multi-threaded one.
+///
+/// `PORTCULLIS_THREADS=N` sets the number of worker threads instead (like
+/// Envoy's `--concurrency`); `1` is the single-threaded scheduler.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut b = if cpus == 1 {
+    let threads = std::env::var("PORTCULLIS_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut b = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut m = tokio::runtime::Builder::new_multi_thread();
+        m.worker_threads(threads);
+        m
     };
     b.enable_all()
         // The runtime is out of work: a good moment to write the log lines

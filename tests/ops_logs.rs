@@ -199,3 +199,24 @@ async fn json_access_log_lines_parse_and_carry_the_fields() {
     assert_eq!(noroute["status"], 404, "{noroute}");
     assert_eq!(noroute["route"], "-", "{noroute}");
 }
+
+/// With one worker thread (`PORTCULLIS_THREADS=1`, as when the gateway is
+/// given one CPU) the batched log lines still reach stderr right after the
+/// request, not only when 64 KiB have gathered or at shutdown.
+#[tokio::test]
+async fn single_threaded_runtime_writes_lines_promptly() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start_with_env(&standard_body(&up), &[("PORTCULLIS_THREADS", "1")]);
+    for i in 1..=3 {
+        let a = get(
+            &gw,
+            "/model/ABC-1",
+            &[("authorization", &basic("K1", SECRET))],
+        )
+        .await;
+        assert_eq!(a.status, 200);
+        let lines = wait_lines(&gw, i, |l| l.contains("portcullis::access"));
+        assert_eq!(lines.len(), i, "{}", gw.logs());
+    }
+    assert_eq!(up.count(), 3);
+}
