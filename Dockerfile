@@ -10,26 +10,30 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 
-# 1. Dependencies only, so this layer is cached until Cargo.toml or
-#    Cargo.lock change. The manifest declares two [[bench]] targets and
+# 1. Dependencies only, so this layer is cached until a manifest or
+#    Cargo.lock changes. Cargo reads every target the manifests declare
+#    (the [[bench]] files, the workspace member tools/loadgen) and
 #    src/demo.rs embeds config/demo.yaml, so stand-ins for those must exist.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches config \
+COPY tools/loadgen/Cargo.toml ./tools/loadgen/Cargo.toml
+RUN mkdir -p src benches config tools/loadgen/src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs config/demo.yaml \
- && echo 'fn main() {}' > benches/oauth1.rs \
- && echo 'fn main() {}' > benches/replay.rs \
- && cargo build --release --locked \
- && rm -rf src benches config \
+ && for b in $(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^portcullis$'); do \
+      echo 'fn main() {}' > "benches/$b.rs"; done \
+ && echo 'fn main() {}' > tools/loadgen/src/main.rs \
+ && cargo build --release --locked --bin portcullis \
+ && rm -rf src benches config tools \
       target/release/portcullis target/release/portcullis.d \
       target/release/deps/portcullis-* target/release/deps/libportcullis-* \
       target/release/.fingerprint/portcullis-*
 
-# 2. The gateway itself.
+# 2. The gateway itself (the load generator is not built into the image).
 COPY src ./src
 COPY benches ./benches
+COPY tools ./tools
 COPY config/demo.yaml ./config/demo.yaml
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --bin portcullis \
  && install -D -m 0755 target/release/portcullis /out/portcullis
 
 # ---- runtime ----------------------------------------------------------------
