@@ -19,7 +19,6 @@ only reported, never asserted.
 """
 
 import argparse
-import base64
 import datetime as dt
 import json
 import os
@@ -150,10 +149,6 @@ def rss_kib(pid):
 
 def openssl(*args):
     run(["openssl", *args], cwd=OUT)
-
-
-def b64url(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
 
 def make_keys():
@@ -545,7 +540,6 @@ def report(args, results, rate, mem):
     n_rps = statistics.median(nginx["rps"])
     n_cpu = statistics.median(nginx["cpu_us"])
     d_p99 = statistics.median(direct["p99"])
-    n_p99 = statistics.median(nginx["p99"])
     rows = []
     for name, v in results.items():
         rps = median_range(v["rps"])
@@ -593,7 +587,6 @@ def report(args, results, rate, mem):
     print(table)
     print(f"\nmemory: {json.dumps(mem)}")
     print(f"\nresults: {OUT}/results.json and results.md")
-    _ = n_p99
 
 
 if __name__ == "__main__":

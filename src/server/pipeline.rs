@@ -12,7 +12,7 @@ use crate::rewrite::{self, Forwarding};
 use crate::routes::{host_without_port, Route};
 use crate::state::{Gateway, Snapshot};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Request, Response, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::Future;
@@ -63,7 +63,8 @@ where
     let snap = gw.snapshot();
     let request_id = request_id(req.headers());
     let method = req.method().clone();
-    let raw_path = req.uri().path().to_string();
+    // A `Uri` clone shares its bytes: the path for the log line, unallocated.
+    let uri = req.uri().clone();
     let mut out = Outcome {
         route: None,
         key_id: None,
@@ -102,7 +103,7 @@ where
         }
     };
     resp.headers_mut()
-        .insert("x-request-id", request_id.clone());
+        .insert(HeaderName::from_static("x-request-id"), request_id.clone());
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     let route_label = out
@@ -121,7 +122,7 @@ where
         request_id: request_id.to_str().unwrap_or(""),
         client: peer.ip(),
         method: method.as_str(),
-        path: &raw_path,
+        path: uri.path(),
         route: out.route.map_or("-", |r| r.config.name.as_str()),
         key_id: out.key_id.as_deref().unwrap_or("-"),
         scheme: out.scheme.map_or("-", Scheme::as_str),
