@@ -22,4 +22,5 @@ pub mod routes;
 pub mod secret;
 pub mod server;
 pub mod state;
+pub mod textfmt;
 pub mod tls;

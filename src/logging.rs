@@ -166,11 +166,34 @@ thread_local! {
 }
 
 /// `2026-11-22T20:21:34.833532Z`, as tracing-subscriber's `SystemTime`.
+/// The part up to the second is formatted once a second per thread.
 fn timestamp(out: &mut Vec<u8>) {
-    let now = time::OffsetDateTime::now_utc();
-    let (y, mo, d) = (now.year(), u8::from(now.month()), now.day());
-    let (h, mi, s, us) = (now.hour(), now.minute(), now.second(), now.microsecond());
-    let _ = write!(out, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z");
+    thread_local! {
+        static PREFIX: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
+    }
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (secs, us) = (since.as_secs(), since.subsec_micros());
+    let (cached, mut prefix) = PREFIX.get();
+    if cached != secs {
+        let t = time::OffsetDateTime::from_unix_timestamp(secs as i64)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+        let (h, mi, s) = (t.hour(), t.minute(), t.second());
+        let mut w = &mut prefix[..];
+        let _ = write!(w, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.");
+        PREFIX.set((secs, prefix));
+    }
+    out.extend_from_slice(&prefix);
+    let mut frac = [b'0'; 6];
+    let mut v = us;
+    for slot in frac.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&frac);
+    out.push(b'Z');
 }
 
 /// A value as `{:?}` writes it, quoted; the common case (printable ASCII
@@ -191,7 +214,8 @@ fn text_line(out: &mut Vec<u8>, l: &AccessLine) {
     timestamp(out);
     out.extend_from_slice(b"  INFO portcullis::access: request_id=");
     debug_str(out, l.request_id);
-    let _ = write!(out, " client={}", l.client);
+    out.extend_from_slice(b" client=");
+    crate::textfmt::push_ip(out, l.client);
     out.extend_from_slice(b" method=");
     out.extend_from_slice(l.method.as_bytes());
     out.extend_from_slice(b" path=");
@@ -205,9 +229,13 @@ fn text_line(out: &mut Vec<u8>, l: &AccessLine) {
         out.extend_from_slice(name);
         debug_str(out, v);
     }
-    let _ = write!(out, " status={} error=", l.status);
+    out.extend_from_slice(b" status=");
+    crate::textfmt::push_u64(out, l.status.into());
+    out.extend_from_slice(b" error=");
     debug_str(out, l.error);
-    let _ = writeln!(out, " latency_us={}", l.latency_us);
+    out.extend_from_slice(b" latency_us=");
+    crate::textfmt::push_u64(out, l.latency_us);
+    out.push(b'\n');
 }
 
 /// A JSON string (RFC 8259 escaping, as serde_json writes it).
@@ -236,7 +264,9 @@ fn json_line(out: &mut Vec<u8>, l: &AccessLine) {
     timestamp(out);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
     json_str(out, l.request_id);
-    let _ = write!(out, ",\"client\":\"{}\"", l.client);
+    out.extend_from_slice(b",\"client\":\"");
+    crate::textfmt::push_ip(out, l.client);
+    out.push(b'"');
     for (name, v) in [
         (&b",\"method\":"[..], l.method),
         (b",\"path\":", l.path),
@@ -248,18 +278,35 @@ fn json_line(out: &mut Vec<u8>, l: &AccessLine) {
         out.extend_from_slice(name);
         json_str(out, v);
     }
-    let _ = write!(out, ",\"status\":{},\"error\":", l.status);
+    out.extend_from_slice(b",\"status\":");
+    crate::textfmt::push_u64(out, l.status.into());
+    out.extend_from_slice(b",\"error\":");
     json_str(out, l.error);
-    let _ = writeln!(
-        out,
-        ",\"latency_us\":{},\"target\":\"portcullis::access\"}}",
-        l.latency_us
-    );
+    out.extend_from_slice(b",\"latency_us\":");
+    crate::textfmt::push_u64(out, l.latency_us);
+    out.extend_from_slice(b",\"target\":\"portcullis::access\"}\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            timestamp(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.len(), 27, "{text}");
+            assert!(text.ends_with('Z'));
+            let parsed =
+                time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                    .unwrap();
+            let skew = (time::OffsetDateTime::now_utc() - parsed).abs();
+            assert!(skew < time::Duration::seconds(5), "{text}");
+            std::thread::sleep(std::time::Duration::from_millis(600));
+        }
+    }
 
     fn line(request_id: &str) -> AccessLine<'_> {
         AccessLine {

@@ -7,19 +7,6 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use http::HeaderMap;
 use std::net::IpAddr;
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1, plus common non-standard ones).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
 /// Method-override headers, compared after folding `_` and `.` to `-`.
 const METHOD_OVERRIDE: [&str; 3] = [
     "x-http-method-override",
@@ -40,27 +27,46 @@ const GATEWAY_SET: [&str; 5] = [
 /// `Host` and `Content-Length` are never removed this way: they frame the
 /// message, and the proxy rewrites them itself.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
-        .collect();
-    for name in listed {
-        headers.remove(name);
+    if headers.contains_key(CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
     }
     // One pass over the (few) names present rather than a hash lookup for
     // each of the nine hop-by-hop names: this runs twice per request.
     let present: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| HOP_BY_HOP.contains(&n.as_str()))
+        .filter(|n| is_hop_by_hop(n.as_str()))
         .cloned()
         .collect();
     for name in present {
         headers.remove(name);
     }
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1, plus common non-standard ones).
+fn is_hop_by_hop(name: &str) -> bool {
+    // A match compiles to a switch on the length, then one comparison.
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// `name` (already lower-case) equals `want` once `_` and `.` read as `-`.
@@ -86,6 +92,11 @@ pub fn strip_untrusted(headers: &mut HeaderMap) {
         .keys()
         .filter(|n| {
             let s = n.as_str();
+            // Every name below starts with `x`, `f` or `a`: most headers
+            // (host, accept, user-agent, content-*) stop here.
+            if !matches!(s.as_bytes().first(), Some(b'x' | b'f' | b'a')) {
+                return false;
+            }
             folded_starts_with(s, "x-auth-")
                 || METHOD_OVERRIDE.iter().any(|m| folded_eq(s, m))
                 || GATEWAY_SET.iter().any(|m| folded_eq(s, m))
@@ -131,8 +142,23 @@ fn value(s: &str) -> HeaderValue {
     })
 }
 
+/// The client address as a header value, without going through `fmt`.
+fn ip_value(ip: IpAddr) -> HeaderValue {
+    if let IpAddr::V4(v4) = ip {
+        let mut buf = [0u8; 15];
+        let n = crate::textfmt::ipv4(v4, &mut buf);
+        if let Ok(v) = HeaderValue::from_bytes(&buf[..n]) {
+            return v;
+        }
+    }
+    value(&ip.to_string())
+}
+
 /// Set `X-Auth-*`, `X-Forwarded-*` and `X-Request-Id`. Call after the strips.
 pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
+    // Room for the (up to) nine headers below without growing the map
+    // several times over.
+    headers.reserve(9);
     if let Some(id) = f.identity {
         headers.insert(X_AUTH_SUBJECT.clone(), value(&id.subject));
         if let Some(k) = &id.key_id {
@@ -149,8 +175,8 @@ pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
             headers.insert(X_AUTH_GRANTS.clone(), value(g));
         }
     }
-    let ip = f.client_ip.to_string();
-    let xff = {
+    let ip = ip_value(f.client_ip);
+    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
         let prior: Vec<&str> = headers
             .get_all(&X_FORWARDED_FOR)
             .iter()
@@ -159,10 +185,16 @@ pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
         if prior.is_empty() {
             ip
         } else {
-            format!("{}, {ip}", prior.join(", "))
+            value(&format!(
+                "{}, {}",
+                prior.join(", "),
+                ip.to_str().unwrap_or_default()
+            ))
         }
+    } else {
+        ip
     };
-    headers.insert(X_FORWARDED_FOR.clone(), value(&xff));
+    headers.insert(X_FORWARDED_FOR.clone(), xff);
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     if let Some(h) = f.host {
         headers.insert(X_FORWARDED_HOST.clone(), value(h));
@@ -183,6 +215,26 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn client_addresses_as_values() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "192.168.100.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
+        for n in 0..=255u8 {
+            let ip = IpAddr::from([n, n / 3, 255 - n, 7]);
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
     }
 
     #[test]

@@ -71,6 +71,28 @@ impl<IO> FramingGuard<IO> {
         while !data.is_empty() {
             match &mut self.state {
                 State::Off => return,
+                // The common case: a whole head in one read, nothing held
+                // back from the last one. Parsed in place, not copied.
+                State::Head(buf) if buf.is_empty() => {
+                    let start = data
+                        .iter()
+                        .position(|b| *b != b'\r' && *b != b'\n')
+                        .unwrap_or(data.len());
+                    match head_end(&data[start..]) {
+                        Some(end) => {
+                            let end_at = start + end;
+                            self.state = self.after_head(&data[start..end_at]);
+                            data = &data[end_at..];
+                        }
+                        None => {
+                            buf.extend_from_slice(data);
+                            if buf.len() > MAX_HEAD {
+                                self.state = State::Off;
+                            }
+                            return;
+                        }
+                    }
+                }
                 State::Head(buf) => {
                     buf.extend_from_slice(data);
                     data = &[];
@@ -340,6 +362,23 @@ mod tests {
         );
         // On a later request of a keep-alive connection.
         assert!(run(&[b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"]).0);
+    }
+
+    #[test]
+    fn same_verdicts_however_the_reads_are_split() {
+        let stream: &[u8] = b"\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
+            POST /c HTTP/1.1\nContent-Length: 2\nContent-Length: 2\n\nxy\
+            POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n\
+            GET /e HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n0\r\n\r\n\
+            GET /f HTTP/1.1\r\n\r\n";
+        let whole = verdicts(&[stream]);
+        assert_eq!(whole.0, vec![false, false, true, false, true, false]);
+        assert!(!whole.1);
+        for size in 1..stream.len() {
+            let chunks: Vec<&[u8]> = stream.chunks(size).collect();
+            assert_eq!(verdicts(&chunks), whole, "reads of {size} bytes");
+        }
     }
 
     #[test]

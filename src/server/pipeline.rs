@@ -324,7 +324,11 @@ fn request_id(headers: &HeaderMap) -> HeaderValue {
         }
     }
     let id: u128 = rand::random();
-    HeaderValue::from_str(&format!("{id:032x}")).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut hex = [0u8; 32];
+    for (i, slot) in hex.iter_mut().enumerate() {
+        *slot = b"0123456789abcdef"[(id >> (124 - 4 * i)) as usize & 0xf];
+    }
+    HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -346,6 +350,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(TRANSFER_ENCODING, HeaderValue::from_static("gzip, chunked"));
         assert!(check_framing(&h).is_err());
+    }
+
+    #[test]
+    fn fresh_request_ids_are_32_lower_hex_digits() {
+        let a = request_id(&HeaderMap::new());
+        let b = request_id(&HeaderMap::new());
+        assert_ne!(a, b);
+        for v in [a, b] {
+            let s = v.to_str().unwrap();
+            assert_eq!(s.len(), 32);
+            assert!(u128::from_str_radix(s, 16).is_ok() && s == s.to_ascii_lowercase());
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&h), "abc-123");
     }
 
     #[test]
