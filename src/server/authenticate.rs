@@ -243,7 +243,7 @@ async fn drain(body: &mut Body) {
 fn origin(snap: &Snapshot, host: Option<&str>) -> Result<String, GatewayError> {
     match (&snap.settings.public_origin, host) {
         (Some(o), _) => Ok(o.clone()),
-        (None, Some(h)) => Ok(format!("https://{h}")),
+        (None, Some(h)) => Ok(["https://", h].concat()),
         (None, None) => Err(err(
             Code::MalformedRequest,
             "an OAuth 1.0 request needs a Host header",

@@ -111,20 +111,29 @@ pub(crate) fn normalize<'a, I>(pairs: I) -> String
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
-    let mut encoded: Vec<(String, String)> = pairs
-        .into_iter()
-        .map(|(n, v)| (encode(n), encode(v)))
-        .collect();
-    encoded.sort_unstable();
-    let len = encoded.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
-    let mut out = String::with_capacity(len);
-    for (i, (n, v)) in encoded.iter().enumerate() {
+    // Every name and value encoded into one buffer; the pairs are sorted
+    // as (name, value) ranges of it, then joined.
+    let mut buf = String::new();
+    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    for (n, v) in pairs {
+        let start = buf.len();
+        encode_into(&mut buf, n);
+        let mid = buf.len();
+        encode_into(&mut buf, v);
+        spans.push((start, mid, buf.len()));
+    }
+    let part = |a: usize, b: usize| buf.get(a..b).unwrap_or_default();
+    spans.sort_unstable_by(|x, y| {
+        (part(x.0, x.1), part(x.1, x.2)).cmp(&(part(y.0, y.1), part(y.1, y.2)))
+    });
+    let mut out = String::with_capacity(buf.len() + 2 * spans.len());
+    for (i, &(a, m, b)) in spans.iter().enumerate() {
         if i > 0 {
             out.push('&');
         }
-        out.push_str(n);
+        out.push_str(part(a, m));
         out.push('=');
-        out.push_str(v);
+        out.push_str(part(m, b));
     }
     out
 }

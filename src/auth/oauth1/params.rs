@@ -29,7 +29,14 @@ fn hex_val(b: u8) -> Option<u8> {
 /// With `plus_is_space`, `+` decodes to a space (form encoding).
 pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(input.len());
-    let mut iter = input.iter();
+    // Nonces, timestamps, keys and most values have nothing to decode: the
+    // run up to the first `%` (or `+`) is copied at once.
+    let plain = input
+        .iter()
+        .position(|&b| b == b'%' || (plus_is_space && b == b'+'))
+        .unwrap_or(input.len());
+    out.extend_from_slice(&input[..plain]);
+    let mut iter = input[plain..].iter();
     while let Some(&b) = iter.next() {
         match b {
             b'%' => {
