@@ -198,6 +198,21 @@ impl Gateway {
     }
 
     pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Gateway {
+        // The ports are picked free, then bound by the gateway: a test
+        // running in parallel may take one in between. Start again then.
+        for _ in 0..5 {
+            let gw = Self::spawn(body, env);
+            if gw.became_ready() {
+                return gw;
+            }
+            if !gw.logs().contains("Address already in use") {
+                panic!("the gateway did not become ready; logs:\n{}", gw.logs());
+            }
+        }
+        panic!("the gateway could not bind free ports in 5 attempts");
+    }
+
+    fn spawn(body: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         gen_cert(&dir.path().join("certs"));
         let (https, http, admin) = (free_port(), free_port(), free_port());
@@ -236,19 +251,21 @@ impl Gateway {
             admin: SocketAddr::from(([127, 0, 0, 1], admin)),
             logs,
         };
-        gw.wait_ready();
         gw
     }
 
-    fn wait_ready(&self) {
+    fn became_ready(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Some((200, _)) = admin_get(self.admin, "/readyz") {
-                return;
+                return true;
+            }
+            if self.logs().contains("Address already in use") {
+                return false;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the gateway did not become ready; logs:\n{}", self.logs());
+        false
     }
 
     /// Everything the gateway wrote to stderr so far.
