@@ -242,7 +242,7 @@ impl Gateway {
                 l.push('\n');
             }
         });
-        let gw = Gateway {
+        Gateway {
             child: Some(child),
             dir,
             config,
@@ -250,8 +250,7 @@ impl Gateway {
             http: SocketAddr::from(([127, 0, 0, 1], http)),
             admin: SocketAddr::from(([127, 0, 0, 1], admin)),
             logs,
-        };
-        gw
+        }
     }
 
     fn became_ready(&self) -> bool {
