@@ -1,0 +1,304 @@
+//! Forwarding to the upstream: a pool of HTTP/1.1 keep-alive connections per
+//! upstream, bodies streamed in both directions.
+//!
+//! The HTTP/1.1 client is our own (`h1` for the wire format, `conn` for the
+//! socket work) rather than hyper's: upstreams here are a handful of plain
+//! HTTP/1.1 origins, and hyper's client runs each connection in a task of its
+//! own, reached through channels, which cost several task wake-ups per
+//! request. Here the task serving the client writes the request and reads
+//! the answer itself.
+//!
+//! * A connection goes back to its idle list when the response body has been
+//!   read to the end, the request body was sent whole, and the upstream did
+//!   not ask to close; a response dropped half-read closes its connection.
+//! * Checkout takes the most recently used connection (LIFO: warm sockets,
+//!   and the oldest ones age out), skipping ones the upstream has closed and
+//!   ones idle longer than [`IDLE_TIMEOUT`]; at most
+//!   [`MAX_IDLE_PER_UPSTREAM`] are kept.
+//! * When a reused connection turns out closed before any answer (the
+//!   upstream dropped it while idle), the request goes again on a new
+//!   connection if that is safe: nothing of its body was sent and the method
+//!   is idempotent (RFC 9110 section 9.2.2).
+
+mod conn;
+pub mod h1;
+
+use crate::config::Upstream;
+use crate::error::{err, Code, GatewayError};
+use bytes::Bytes;
+use conn::{BodyWriter, Conn, GiveBack, UpstreamBody};
+use h1::ReqFraming;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body::Body as HttpBody;
+use http_body_util::combinators::BoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of everything the gateway sends, either way.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Idle connections kept per upstream.
+pub const MAX_IDLE_PER_UPSTREAM: usize = 512;
+/// An idle connection older than this is closed instead of reused.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed to open a TCP connection to an upstream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+pub fn incoming(b: Incoming) -> Body {
+    b.map_err(BoxError::from).boxed()
+}
+
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+#[derive(Default)]
+pub struct Pools {
+    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+}
+
+impl Pools {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
+        // Nothing panics while the map is locked; if it did, the lists are
+        // still valid.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The most recently used open connection to `to`, if any.
+    fn checkout(&self, to: &Authority) -> Option<Conn> {
+        let mut map = self.lock();
+        let list = map.get_mut(to)?;
+        while let Some(mut c) = list.pop() {
+            if c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_usable() {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, to: &Authority, conn: Conn) {
+        let mut map = self.lock();
+        let list = match map.get_mut(to) {
+            Some(l) => l,
+            None => map.entry(to.clone()).or_default(),
+        };
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Close idle connections past [`IDLE_TIMEOUT`] or closed by the upstream.
+    fn reap(&self) {
+        let mut map = self.lock();
+        for list in map.values_mut() {
+            list.retain_mut(|c| c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_usable());
+        }
+        map.retain(|_, l| !l.is_empty());
+    }
+
+    fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct Upstreams {
+    pools: Arc<Pools>,
+}
+
+impl Upstreams {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The upstream URI for a normalised path and the (rewritten) query.
+    pub fn target(
+        upstream: &Upstream,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<Uri, GatewayError> {
+        let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + 1);
+        pq.push_str(&upstream.base_path);
+        pq.push_str(path);
+        if let Some(q) = query.filter(|q| !q.is_empty()) {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        let pq = PathAndQuery::try_from(pq)
+            .map_err(|_| err(Code::InvalidPath, "the path cannot be forwarded"))?;
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(upstream.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| err(Code::Internal, "the upstream URL cannot be built"))
+    }
+
+    /// Close idle connections that timed out (called once a second).
+    pub fn reap(&self) {
+        self.pools.reap();
+    }
+
+    /// Idle connections held, over all upstreams.
+    pub fn idle_connections(&self) -> usize {
+        self.pools.idle_count()
+    }
+
+    /// Send `req` (absolute URI from [`Upstreams::target`]); the response
+    /// head must arrive within `timeout`. Sets `Host` to the upstream's
+    /// authority unless the request already has one.
+    pub async fn send(
+        &self,
+        req: Request<Body>,
+        timeout: Duration,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (parts, body) = req.into_parts();
+        let to = parts
+            .uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| err(Code::Internal, "the upstream URL has no host"))?;
+        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let framing = if body.is_end_stream() {
+            ReqFraming::Empty
+        } else if let Some(n) = declared_length(&parts.headers) {
+            ReqFraming::Length(n)
+        } else if let Some(n) = body.size_hint().exact() {
+            ReqFraming::Length(n)
+        } else {
+            ReqFraming::Chunked
+        };
+        let out = Outgoing {
+            method: &parts.method,
+            target,
+            headers: &parts.headers,
+            framing,
+        };
+        match tokio::time::timeout(timeout, self.round_trip(&to, out, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(err(
+                Code::UpstreamTimeout,
+                "the upstream service did not answer in time",
+            )),
+        }
+    }
+
+    async fn round_trip(
+        &self,
+        to: &Authority,
+        out: Outgoing<'_>,
+        body: Body,
+    ) -> Result<Response<Body>, GatewayError> {
+        let mut writer = BodyWriter::new(body, out.framing);
+        // Let the other requests that are ready run first, so writes to the
+        // upstream go out back to back (see the module notes).
+        tokio::task::yield_now().await;
+        let idempotent = out.method.is_idempotent();
+        let mut pooled = self.pools.checkout(to);
+        loop {
+            let mut conn = match pooled.take() {
+                Some(c) => c,
+                None => Conn::new(connect(to).await?),
+            };
+            conn.encode_head(
+                out.method,
+                out.target,
+                to.as_str(),
+                out.headers,
+                out.framing,
+            );
+            match conn::exchange(&mut conn, &mut writer, out.method).await {
+                Ok(head) => return Ok(self.response(to, conn, writer, head)),
+                Err(e) => {
+                    let unsent = writer.as_ref().is_none_or(|w| !w.started);
+                    let retry = conn.reused && e.is_stale() && unsent && idempotent;
+                    if !retry {
+                        tracing::warn!(upstream = %to, error = %e, "upstream request failed");
+                        return Err(unreachable());
+                    }
+                    // The upstream closed this idle connection: the next
+                    // pooled one, else a new one.
+                    pooled = self.pools.checkout(to);
+                }
+            }
+        }
+    }
+
+    fn response(
+        &self,
+        to: &Authority,
+        conn: Conn,
+        writer: Option<BodyWriter>,
+        head: h1::Head,
+    ) -> Response<Body> {
+        let give_back = GiveBack {
+            to: to.clone(),
+            pools: self.pools.clone(),
+        };
+        let body = UpstreamBody::new(conn, writer, &head, Some(give_back));
+        let mut resp = Response::new(body.boxed());
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        resp
+    }
+}
+
+/// What goes on the wire for one request.
+struct Outgoing<'a> {
+    method: &'a Method,
+    target: &'a str,
+    headers: &'a HeaderMap,
+    framing: ReqFraming,
+}
+
+/// A request's own `Content-Length` (the framing guard has made sure there
+/// is at most one, and that it is a number).
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn connect(to: &Authority) -> Result<TcpStream, GatewayError> {
+    let addr = (to.host(), to.port_u16().unwrap_or(80));
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => {
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(upstream = %to, error = %e, "cannot connect to the upstream");
+            Err(unreachable())
+        }
+        Err(_) => {
+            tracing::warn!(upstream = %to, "connecting to the upstream timed out");
+            Err(unreachable())
+        }
+    }
+}
+
+fn unreachable() -> GatewayError {
+    err(
+        Code::UpstreamUnavailable,
+        "the upstream service could not be reached",
+    )
+}
