@@ -250,9 +250,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         m
     };
     b.enable_all()
-        // The runtime is out of work: a good moment to write the log lines
-        // gathered meanwhile (see `logging`).
-        .on_thread_park(crate::logging::flush)
         .build()
         .map_err(|e| fail(&format!("cannot start the runtime: {e}")))
 }
@@ -324,6 +321,7 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         }
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(crate::server::signals(gw.clone(), tx));
+        tokio::spawn(crate::logging::flush_periodically());
         crate::server::run(gw, listeners, rx).await;
         ExitCode::SUCCESS
     });

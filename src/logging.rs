@@ -2,12 +2,12 @@
 //! `PORTCULLIS_LOG` (an `EnvFilter` directive), else `log.level`, else `info`.
 //!
 //! While the gateway serves, lines are gathered in a buffer and written to
-//! stderr together: whenever the runtime runs out of work (it is about to
-//! wait for the network), when 64 KiB have gathered, and at shutdown. An
-//! idle gateway therefore writes each line at once, and a busy one writes a
-//! batch of lines per system call instead of one per request (like nginx's
-//! `access_log ... buffer=`). Lines still in the buffer when the process is
-//! killed with SIGKILL are lost.
+//! stderr together: every [`FLUSH_EVERY`], when 64 KiB have gathered, and at
+//! shutdown. A line therefore reaches stderr at most a fifth of a second
+//! after its request, and a busy gateway writes hundreds of lines per system
+//! call instead of one per request (like nginx's `access_log ... buffer=
+//! flush=`; Envoy's file sink flushes every 10 s). Lines still in the buffer
+//! when the process is killed with SIGKILL are lost.
 
 use crate::config::{Log, LogFormat};
 use std::io::{IsTerminal, Write};
@@ -19,8 +19,21 @@ use tracing_subscriber::EnvFilter;
 static BUFFER: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 /// Off until [`set_buffered`]: before the runtime runs, lines go out at once.
 static BUFFERED: AtomicBool = AtomicBool::new(false);
-/// A buffer this full is written at once, whatever the runtime is doing.
+/// A buffer this full is written at once.
 const FLUSH_AT: usize = 64 * 1024;
+/// The longest a line waits in the buffer (give or take a timer tick).
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Write the buffer out every [`FLUSH_EVERY`]; runs for the life of the
+/// runtime.
+pub async fn flush_periodically() {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush();
+    }
+}
 
 /// The log writer: one `write` per formatted line (tracing-subscriber
 /// formats a whole event, then writes it once).

@@ -201,8 +201,9 @@ async fn json_access_log_lines_parse_and_carry_the_fields() {
 }
 
 /// With one worker thread (`PORTCULLIS_THREADS=1`, as when the gateway is
-/// given one CPU) the batched log lines still reach stderr right after the
-/// request, not only when 64 KiB have gathered or at shutdown.
+/// given one CPU) the batched log lines still reach stderr within a fraction
+/// of a second of the request, not only when 64 KiB have gathered or at
+/// shutdown.
 #[tokio::test]
 async fn single_threaded_runtime_writes_lines_promptly() {
     let up = Upstream::start().await;
