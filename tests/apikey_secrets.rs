@@ -184,8 +184,14 @@ async fn no_secret_in_logs_or_bodies() {
     )
     .await;
     bodies.push(String::from_utf8_lossy(&a.body).into_owned());
-    // Let the log lines of the last requests arrive.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Let the log lines of the last requests arrive (they are written in
+    // batches, within about 200 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gw.logs().matches("portcullis::access").count() < bodies.len()
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let logs = gw.logs();
     let access_lines = logs
         .lines()

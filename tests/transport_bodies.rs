@@ -156,5 +156,12 @@ async fn upstream_error_bodies_never_leak_credentials() {
     .await;
     assert_eq!(a.status, 502);
     assert!(!String::from_utf8_lossy(&a.body).contains(SECRET));
+    // Wait for the request's access line (logs are written in batches), so
+    // the check below reads everything the request logged.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !gw.logs().contains("portcullis::access") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gw.logs().contains("portcullis::access"), "{}", gw.logs());
     assert!(!gw.logs().contains(SECRET));
 }

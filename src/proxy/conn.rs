@@ -14,7 +14,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -54,10 +54,11 @@ impl Conn {
 
     /// Whether an idle connection can carry a request: not closed by the
     /// upstream, and nothing unasked-for waiting to be read. Costs no system
-    /// call unless the socket has become readable.
+    /// call unless the socket has become readable since it was last read.
     pub fn is_usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        self.rbuf.is_empty() && self.poll_fill(&mut cx).is_pending()
+        let mut probe = [0u8; 1];
+        self.rbuf.is_empty()
+            && matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     pub fn encode_head(

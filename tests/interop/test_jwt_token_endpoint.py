@@ -449,7 +449,7 @@ def test_logs_carry_no_token_or_secret(gw, upstream):
     assert session.get(gw.url("/model/ABC-1"), verify=gw.cert, timeout=TIMEOUT).status_code == 200
     oauth_error(post_token(gw, {"grant_type": "client_credentials"}, auth=(K1, K1_SECRET + "x")),
                 401, "invalid_client")
-    time.sleep(0.3)
+    time.sleep(1.0)  # log lines are written in batches, within ~200 ms
     log = gw.stderr() + (gw.stdout_path.read_text(errors="replace")
                          if gw.stdout_path.exists() else "")
     assert log, "the gateway wrote no log at all"

@@ -3,6 +3,7 @@ log or in any answer, whatever the request was (good, wrong secret,
 tampered signature, replay, malformed, refused PLAINTEXT)."""
 
 import base64
+import time
 import urllib.parse
 
 import pytest
@@ -141,6 +142,7 @@ def leaky(request, gateway_factory):
         log_level=request.param,
     )
     c = batch(gw)
+    time.sleep(1.0)  # log lines are written in batches, within ~200 ms
     return gw, c
 
 
