@@ -16,6 +16,8 @@ pub struct Key {
     pub secret_hash: [u8; 32],
     /// The plaintext, when the config gives it (needed to verify signatures).
     pub secret: Option<Secret>,
+    /// HMAC-SHA1 keyed with the OAuth 1.0 signing key, when there is a secret.
+    pub oauth_sha1: Option<crate::auth::oauth1::KeyedSha1>,
     pub grants: Arc<Vec<Grant>>,
     pub allow_plaintext: bool,
     pub disabled: bool,
@@ -33,6 +35,9 @@ impl Key {
             owner: c.owner.clone(),
             name: c.name.clone(),
             secret_hash,
+            oauth_sha1: secret
+                .as_ref()
+                .and_then(|s| crate::auth::oauth1::KeyedSha1::new(s.expose().as_bytes())),
             secret,
             grants: Arc::new(
                 c.grants

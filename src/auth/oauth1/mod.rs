@@ -42,7 +42,7 @@ mod tests_parse;
 
 pub use base_string::{base_string_uri, encode};
 pub use params::{has_oauth_params, MAX_HEADER_LEN, MAX_HEADER_PARAMS, MAX_PARAMS};
-pub use signature::{body_hash, sign, sign_request, SignInput};
+pub use signature::{body_hash, sign, sign_request, KeyedSha1, SignInput};
 
 /// Where the protocol (`oauth_*`) parameters were found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +201,29 @@ pub fn verify(
         req,
         p,
         consumer_secret,
+        None,
+        allow_plaintext,
+        raw_body,
+        require_body_hash,
+    )
+}
+
+/// [`verify`] with the key's HMAC-SHA1 state prepared in advance
+/// ([`KeyedSha1::new`] of the same secret); the answer is the same.
+pub fn verify_keyed(
+    req: &SignedRequest,
+    p: &OAuthParams,
+    consumer_secret: &[u8],
+    keyed: &KeyedSha1,
+    allow_plaintext: bool,
+    raw_body: Option<&[u8]>,
+    require_body_hash: bool,
+) -> Result<(), OAuth1Error> {
+    signature::verify(
+        req,
+        p,
+        consumer_secret,
+        Some(keyed),
         allow_plaintext,
         raw_body,
         require_body_hash,

@@ -65,8 +65,51 @@ pub(super) fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> 
 /// Runs parse + verify (plaintext disallowed, body hash not required).
 pub(super) fn outcome(r: &SignedRequest) -> Result<OAuthParams, OAuth1Error> {
     let p = parse(r)?;
-    verify(r, &p, SECRET, false, Some(b""), false)?;
+    let plain = verify(r, &p, SECRET, false, Some(b""), false);
+    // The gateway's path, with the HMAC-SHA1 state keyed at load: it must
+    // give the same answer for every case these tests cover.
+    let keyed = KeyedSha1::new(SECRET).expect("an HMAC key of any length");
+    let prepared = verify_keyed(r, &p, SECRET, &keyed, false, Some(b""), false);
+    assert_eq!(plain, prepared, "the keyed HMAC-SHA1 path disagrees");
+    plain?;
     Ok(p)
+}
+
+#[test]
+fn keyed_hmac_sha1_with_a_signing_key_longer_than_a_block() {
+    // A 100-byte secret makes a 101-byte signing key, which HMAC hashes
+    // first (RFC 2104): the prepared state must do the same.
+    let secret = [b'k'; 100];
+    let keyed = KeyedSha1::new(&secret).expect("key");
+    let r = req(None, None, None);
+    let mut all = with(&[]);
+    all.push(("oauth_signature", "placeholder"));
+    let tmp = header(&all);
+    let signed = SignedRequest {
+        authorization: Some(&tmp),
+        ..r
+    };
+    let p = parse(&signed).expect("parse");
+    let base = signature_base_string(&signed, &p);
+    let sig = compute_signature(p.signature_method, &signing_key(&secret, b""), &base);
+    all.pop();
+    all.push(("oauth_signature", &sig));
+    let good = header(&all);
+    let good_req = SignedRequest {
+        authorization: Some(&good),
+        ..r
+    };
+    let p = parse(&good_req).expect("parse");
+    assert_eq!(
+        verify_keyed(&good_req, &p, &secret, &keyed, false, None, false),
+        Ok(())
+    );
+    assert_eq!(verify(&good_req, &p, &secret, false, None, false), Ok(()));
+    let other = KeyedSha1::new(b"another secret").expect("key");
+    assert_eq!(
+        verify_keyed(&good_req, &p, &secret, &other, false, None, false).map_err(|e| e.code()),
+        Err("invalid_signature")
+    );
 }
 
 pub(super) fn code(r: &SignedRequest) -> &'static str {
