@@ -400,3 +400,71 @@ async fn a_stale_pooled_connection_is_retried_for_idempotent_requests_only_when_
     assert_eq!(a.error(), "upstream_unavailable");
     assert_eq!(answered.load(Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn a_put_with_a_body_is_never_sent_twice() {
+    // As above, but the request on the stale connection is a PUT with a
+    // body: idempotent, yet its body has gone out, so it is not resent (a
+    // resend could only repeat the head, with no body to follow).
+    let heads = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let h2 = heads.clone();
+    let script: Script = Arc::new(move |mut tcp| {
+        let h2 = h2.clone();
+        Box::pin(async move {
+            let mut buf = Vec::new();
+            if let Some(head) = read_head(&mut tcp, &mut buf).await {
+                h2.lock().unwrap().push(head);
+                let _ = tcp
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                if let Some(head) = read_head(&mut tcp, &mut buf).await {
+                    h2.lock().unwrap().push(head);
+                }
+            }
+        })
+    });
+    let up = scripted(script).await;
+    let gw = Gateway::start(&config(&up.url));
+    let h = [("authorization", auth())];
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(get(&gw, "/model/x", &h).await.status, 200);
+    let a = send(&gw, "PUT", "/model/x", &h, "{\"v\":1}").await;
+    assert_eq!(a.status, 502, "{a:?}\n{}", gw.logs());
+    let puts = heads
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("PUT"))
+        .count();
+    assert_eq!(puts, 1, "the PUT reached the upstream {puts} times");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_ipv6_literal_upstream_is_reached() {
+    let Ok(listener) = TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    };
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_head(&mut tcp, &mut buf).await.is_some() {
+                    let _ = tcp
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nv6ok")
+                        .await;
+                }
+            });
+        }
+    });
+    let gw = Gateway::start(&config(&format!("http://[::1]:{port}")));
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    assert_eq!(
+        (a.status, &a.body[..]),
+        (200, &b"v6ok"[..]),
+        "{a:?}\n{}",
+        gw.logs()
+    );
+}

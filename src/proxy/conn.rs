@@ -122,6 +122,12 @@ pub struct BodyWriter {
     /// Whether a frame has been taken from the body: after that, the request
     /// cannot be sent again elsewhere.
     pub started: bool,
+    /// A write or the client's body failed: every later call fails too, so
+    /// a broken body is never finished off (a chunked one with `0\r\n\r\n`)
+    /// as if it were whole.
+    failed: bool,
+    /// It was the client's body that failed (not the upstream socket).
+    pub client_failed: bool,
 }
 
 impl BodyWriter {
@@ -139,12 +145,34 @@ impl BodyWriter {
             announced,
             ended: false,
             started: false,
+            failed: false,
+            client_failed: false,
         })
     }
 
+    /// The whole body has been written.
+    pub fn is_done(&self) -> bool {
+        self.ended && self.pending.is_empty() && !self.failed
+    }
+
     /// Write until the body is done (Ready(Ok)), the socket or the body
-    /// blocks (Pending), or something fails.
+    /// blocks (Pending), or something fails (for good).
     fn poll_write(&mut self, io: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed {
+            return Poll::Ready(Err(io::Error::other("the request body was cut short")));
+        }
+        let r = self.poll_write_inner(io, cx);
+        if let Poll::Ready(Err(_)) = r {
+            self.failed = true;
+        }
+        r
+    }
+
+    fn poll_write_inner(
+        &mut self,
+        io: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if !self.pending.is_empty() {
                 let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.pending))?;
@@ -184,9 +212,10 @@ impl BodyWriter {
                     };
                 }
                 Some(Err(e)) => {
+                    self.client_failed = true;
                     return Poll::Ready(Err(io::Error::other(format!(
                         "the client's request body failed: {e}"
-                    ))))
+                    ))));
                 }
                 None => {
                     self.ended = true;
@@ -223,11 +252,18 @@ pub async fn exchange(
                 Poll::Pending => return Poll::Pending,
             }
         }
-        if let Some(w) = writer.as_mut().filter(|_| write_failed.is_none()) {
-            match w.poll_write(&mut conn.io, cx) {
-                Poll::Ready(Ok(())) => *writer = None,
-                Poll::Ready(Err(e)) => write_failed = Some(e),
-                Poll::Pending => {}
+        // The writer stays in place when done: whether any of the body went
+        // out decides whether the request may be sent again.
+        if let Some(w) = writer
+            .as_mut()
+            .filter(|w| !w.is_done() && write_failed.is_none())
+        {
+            if let Poll::Ready(Err(e)) = w.poll_write(&mut conn.io, cx) {
+                if w.client_failed {
+                    // Nothing to wait for: the request cannot be completed.
+                    return Poll::Ready(Err(Failure::Io(e)));
+                }
+                write_failed = Some(e);
             }
         }
         loop {
@@ -253,12 +289,11 @@ pub async fn exchange(
                 Poll::Pending => break,
             }
         }
-        // A body that could not be written while no answer has come: the
-        // upstream stopped reading without answering.
-        match write_failed.take() {
-            Some(e) => Poll::Ready(Err(Failure::Io(e))),
-            None => Poll::Pending,
-        }
+        // A body that could not be written: an answer may still be on its
+        // way (an early 413 before the upstream closed), so keep reading
+        // until it comes or the connection ends (the caller's timeout
+        // bounds the wait).
+        Poll::Pending
     })
     .await
 }
@@ -320,7 +355,8 @@ impl UpstreamBody {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        if !self.keep_alive || self.writer.is_some() || !conn.rbuf.is_empty() {
+        let body_unsent = self.writer.as_ref().is_some_and(|w| !w.is_done());
+        if !self.keep_alive || body_unsent || !conn.rbuf.is_empty() {
             return;
         }
         if let Some(g) = self.give_back.take() {

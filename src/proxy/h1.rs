@@ -28,6 +28,8 @@ pub enum ProtoError {
     BadChunk,
     #[error("the upstream answered 101 Switching Protocols, which is not proxied")]
     Upgrade,
+    #[error("an HTTP/1.0 response with Transfer-Encoding (RFC 9112 section 6.1)")]
+    TransferEncodingInHttp10,
 }
 
 /// How the request body is sent.
@@ -182,20 +184,28 @@ fn framing(
     let framing = if no_body {
         RespFraming::Length(0)
     } else if headers.contains_key(TRANSFER_ENCODING) {
+        if version == Version::HTTP_10 {
+            return Err(ProtoError::TransferEncodingInHttp10);
+        }
         if headers.contains_key(CONTENT_LENGTH) {
             // Framed two ways: Transfer-Encoding wins, the length goes, and
             // the connection is not trusted with another request.
             headers.remove(CONTENT_LENGTH);
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) && version == Version::HTTP_11 {
+        if last_coding_is_chunked(&headers) {
             RespFraming::Chunked
         } else {
             keep_alive = false;
             RespFraming::Close
         }
-    } else if headers.contains_key(CONTENT_LENGTH) {
-        RespFraming::Length(content_length(&headers)?)
+    } else if let Some(v) = headers.get(CONTENT_LENGTH) {
+        let n = content_length(&headers)?;
+        // `5, 5` or the header twice: the client gets it once.
+        if v.as_bytes().contains(&b',') || headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        RespFraming::Length(n)
     } else {
         keep_alive = false;
         RespFraming::Close
@@ -463,8 +473,20 @@ mod tests {
         let h = parse(
             "HTTP/1.1 200 OK\r\nContent-Length: 4, 4\r\nContent-Length: 4\r\n\r\n",
             Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, RespFraming::Length(4));
+        let lengths: Vec<_> = h.headers.get_all(CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["4"]);
+        assert_eq!(
+            parse(
+                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Method::GET
+            )
+            .unwrap_err(),
+            ProtoError::TransferEncodingInHttp10
         );
-        assert_eq!(h.unwrap().unwrap().framing, RespFraming::Length(4));
     }
 
     #[test]

@@ -17,8 +17,9 @@
 //!   [`MAX_IDLE_PER_UPSTREAM`] are kept.
 //! * When a reused connection turns out closed before any answer (the
 //!   upstream dropped it while idle), the request goes again on a new
-//!   connection if that is safe: nothing of its body was sent and the method
-//!   is idempotent (RFC 9110 section 9.2.2).
+//!   connection if that is safe: it has no body (a body, once read from the
+//!   client, cannot be sent again) and its method is idempotent (RFC 9110
+//!   section 9.2.2).
 
 mod conn;
 pub mod h1;
@@ -279,7 +280,13 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 async fn connect(to: &Authority) -> Result<TcpStream, GatewayError> {
-    let addr = (to.host(), to.port_u16().unwrap_or(80));
+    // `[::1]` in a URL is `::1` to the resolver.
+    let host = to.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addr = (host, to.port_u16().unwrap_or(80));
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => {
             let _ = tcp.set_nodelay(true);
