@@ -8,20 +8,19 @@
 //!   per-shard hash sets use the low bits for slots and the top 7 bits for
 //!   control tags, so those are left independent). The sets use the
 //!   fingerprint itself as hash (no rehashing).
-//! * Each shard has one hash set of live fingerprints (a check is one
-//!   probe) and a ring of [`RING_BUCKETS`] expiry lists; an entry goes to
-//!   the list for `expiry = timestamp + window` (bucket `expiry / width`,
-//!   `width = ceil(2 * window / (RING_BUCKETS - 2))`). A whole list leaves
-//!   the set once every expiry it can hold has passed, lazily on access
+//! * Each shard has a ring of [`RING_BUCKETS`] hash sets; an entry goes to
+//!   the set for `expiry = timestamp + window` (bucket `expiry / width`,
+//!   `width = ceil(2 * window / (RING_BUCKETS - 2))`). Whole sets are
+//!   dropped once every expiry they can hold has passed, lazily on access
 //!   (the shard being touched) or via [`MemoryNonceStore::purge`]. Entries
 //!   can therefore stay live up to one bucket width past their expiry.
 //! * Bounded by `max_nonces` (atomic counter). When full, all shards are
 //!   purged (at most once per second); if still full → `Full`. Live
 //!   nonces are never evicted.
-//! * Memory: the set's 8-byte fingerprint + 1 control byte per slot (7/8
-//!   max load, tables grow by doubling) and 8 bytes in an expiry list, about
-//!   30 bytes per live nonce, measured by `memory_per_nonce` with 1M
-//!   nonces; see [`MemoryNonceStore::heap_bytes`].
+//! * Memory: ~18 bytes per live nonce (8-byte fingerprint + 1 control
+//!   byte per hash-table slot at 7/8 max load, tables grow by doubling),
+//!   measured by `memory_per_nonce` with 1M nonces; see
+//!   [`MemoryNonceStore::heap_bytes`].
 
 use super::{NonceStore, ReplayError, StoreFuture};
 use siphasher::sip::SipHasher13;
@@ -57,14 +56,12 @@ type FingerprintSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
 #[derive(Default)]
 struct Bucket {
-    /// `expiry / width` of the entries in `fps` (meaningless when empty).
+    /// `expiry / width` of the entries in `set` (meaningless when empty).
     id: u64,
-    /// The fingerprints that expire with this bucket (each also in `live`).
-    fps: Vec<u64>,
+    set: FingerprintSet,
 }
 
 struct Shard {
-    live: FingerprintSet,
     buckets: [Bucket; RING_BUCKETS],
 }
 
@@ -93,7 +90,6 @@ impl MemoryNonceStore {
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
-                    live: FingerprintSet::default(),
                     buckets: std::array::from_fn(|_| Bucket::default()),
                 })
             })
@@ -132,22 +128,10 @@ impl MemoryNonceStore {
     }
 
     fn purge_shard(&self, shard: &mut Shard, now: u64) {
-        let mut dropped = 0;
         for b in shard.buckets.iter_mut() {
-            if !b.fps.is_empty() && self.expired(b.id, now) {
-                for fp in &b.fps {
-                    shard.live.remove(fp);
-                }
-                dropped += b.fps.len();
-                b.fps = Vec::new();
-            }
-        }
-        if dropped > 0 {
-            self.count.fetch_sub(dropped, Ordering::AcqRel);
-            // Give back what a past burst grew the set to.
-            let len = shard.live.len();
-            if shard.live.capacity() > 4 * len.max(256) {
-                shard.live.shrink_to(2 * len);
+            if !b.set.is_empty() && self.expired(b.id, now) {
+                self.count.fetch_sub(b.set.len(), Ordering::AcqRel);
+                b.set = FingerprintSet::default();
             }
         }
     }
@@ -191,22 +175,20 @@ impl MemoryNonceStore {
             {
                 let mut shard = self.shard(fp);
                 self.purge_shard(&mut shard, now);
-                if shard.live.contains(&fp) {
+                if shard.buckets.iter().any(|b| b.set.contains(&fp)) {
                     return Err(ReplayError::Replayed);
                 }
-                let Shard { live, buckets } = &mut *shard;
-                let Some(slot) = buckets.get_mut(slot_idx) else {
+                let Some(slot) = shard.buckets.get_mut(slot_idx) else {
                     return Err(ReplayError::Full);
                 };
-                if slot.id != bucket_id && !slot.fps.is_empty() {
+                if slot.id != bucket_id && !slot.set.is_empty() {
                     // Only possible if `now` jumped backwards by more than a
                     // bucket width; never evict a live bucket.
                     return Err(ReplayError::Full);
                 }
                 if self.try_reserve() {
                     slot.id = bucket_id;
-                    slot.fps.push(fp);
-                    live.insert(fp);
+                    slot.set.insert(fp);
                     return Ok(());
                 }
             }
@@ -218,24 +200,24 @@ impl MemoryNonceStore {
         Err(ReplayError::Full)
     }
 
-    /// Estimated heap bytes held by the sets and the expiry lists
-    /// (capacity based; std `HashSet` layout: 8-byte slot + 1 control byte
-    /// per bucket, 7/8 max load, plus one 16-byte control group per table).
+    /// Estimated heap bytes held by the fingerprint sets (capacity based,
+    /// std `HashSet` layout: 8-byte slot + 1 control byte per bucket, 7/8
+    /// max load, plus one 16-byte control group per table).
     pub fn heap_bytes(&self) -> usize {
         let mut total = 0usize;
         for mutex in self.shards.iter() {
             let shard = mutex.lock().unwrap_or_else(|e| e.into_inner());
-            let cap = shard.live.capacity();
-            if cap > 0 {
+            for b in shard.buckets.iter() {
+                let cap = b.set.capacity();
+                if cap == 0 {
+                    continue;
+                }
                 let buckets = if cap < 8 {
                     (cap + 1).next_power_of_two()
                 } else {
                     (cap.saturating_mul(8) / 7).next_power_of_two()
                 };
                 total += buckets * (std::mem::size_of::<u64>() + 1) + 16;
-            }
-            for b in shard.buckets.iter() {
-                total += b.fps.capacity() * std::mem::size_of::<u64>();
             }
         }
         total
