@@ -299,25 +299,15 @@ async fn oauth1_verify(
     } else {
         None
     };
-    match &key.oauth_sha1 {
-        Some(keyed) => oauth1::verify_keyed(
-            &signed,
-            &params,
-            secret.expose().as_bytes(),
-            keyed,
-            key.allow_plaintext,
-            raw.as_deref(),
-            require,
-        )?,
-        None => oauth1::verify(
-            &signed,
-            &params,
-            secret.expose().as_bytes(),
-            key.allow_plaintext,
-            raw.as_deref(),
-            require,
-        )?,
-    }
+    oauth1::verify_keyed(
+        &signed,
+        &params,
+        secret.expose().as_bytes(),
+        key.oauth_sha1.as_ref(),
+        key.allow_plaintext,
+        raw.as_deref(),
+        require,
+    )?;
     // Only a caller that knows the secret learns about the window and the key.
     let window = snap.settings.replay.window.as_secs();
     replay::check_timestamp(params.timestamp, now_u, window, gw.started_at)?;

@@ -209,12 +209,13 @@ pub fn verify(
 }
 
 /// [`verify`] with the key's HMAC-SHA1 state prepared in advance
-/// ([`KeyedSha1::new`] of the same secret); the answer is the same.
+/// ([`KeyedSha1::new`] of the same secret), when there is one; the answer
+/// is the same.
 pub fn verify_keyed(
     req: &SignedRequest,
     p: &OAuthParams,
     consumer_secret: &[u8],
-    keyed: &KeyedSha1,
+    keyed: Option<&KeyedSha1>,
     allow_plaintext: bool,
     raw_body: Option<&[u8]>,
     require_body_hash: bool,
@@ -223,7 +224,7 @@ pub fn verify_keyed(
         req,
         p,
         consumer_secret,
-        Some(keyed),
+        keyed,
         allow_plaintext,
         raw_body,
         require_body_hash,

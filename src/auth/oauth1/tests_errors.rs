@@ -69,7 +69,7 @@ pub(super) fn outcome(r: &SignedRequest) -> Result<OAuthParams, OAuth1Error> {
     // The gateway's path, with the HMAC-SHA1 state keyed at load: it must
     // give the same answer for every case these tests cover.
     let keyed = KeyedSha1::new(SECRET).expect("an HMAC key of any length");
-    let prepared = verify_keyed(r, &p, SECRET, &keyed, false, Some(b""), false);
+    let prepared = verify_keyed(r, &p, SECRET, Some(&keyed), false, Some(b""), false);
     assert_eq!(plain, prepared, "the keyed HMAC-SHA1 path disagrees");
     plain?;
     Ok(p)
@@ -101,13 +101,14 @@ fn keyed_hmac_sha1_with_a_signing_key_longer_than_a_block() {
     };
     let p = parse(&good_req).expect("parse");
     assert_eq!(
-        verify_keyed(&good_req, &p, &secret, &keyed, false, None, false),
+        verify_keyed(&good_req, &p, &secret, Some(&keyed), false, None, false),
         Ok(())
     );
     assert_eq!(verify(&good_req, &p, &secret, false, None, false), Ok(()));
     let other = KeyedSha1::new(b"another secret").expect("key");
     assert_eq!(
-        verify_keyed(&good_req, &p, &secret, &other, false, None, false).map_err(|e| e.code()),
+        verify_keyed(&good_req, &p, &secret, Some(&other), false, None, false)
+            .map_err(|e| e.code()),
         Err("invalid_signature")
     );
 }
