@@ -42,6 +42,10 @@ mod tests_parse;
 
 pub use base_string::{base_string_uri, encode};
 pub use params::{has_oauth_params, MAX_HEADER_LEN, MAX_HEADER_PARAMS, MAX_PARAMS};
+/// [`verify`] with the key's HMAC-SHA1 state prepared in advance
+/// ([`KeyedSha1::new`] of the same secret), when there is one; the answer
+/// is the same.
+pub use signature::verify as verify_keyed;
 pub use signature::{body_hash, sign, sign_request, KeyedSha1, SignInput};
 
 /// Where the protocol (`oauth_*`) parameters were found.
@@ -197,34 +201,11 @@ pub fn verify(
     raw_body: Option<&[u8]>,
     require_body_hash: bool,
 ) -> Result<(), OAuth1Error> {
-    signature::verify(
+    verify_keyed(
         req,
         p,
         consumer_secret,
         None,
-        allow_plaintext,
-        raw_body,
-        require_body_hash,
-    )
-}
-
-/// [`verify`] with the key's HMAC-SHA1 state prepared in advance
-/// ([`KeyedSha1::new`] of the same secret), when there is one; the answer
-/// is the same.
-pub fn verify_keyed(
-    req: &SignedRequest,
-    p: &OAuthParams,
-    consumer_secret: &[u8],
-    keyed: Option<&KeyedSha1>,
-    allow_plaintext: bool,
-    raw_body: Option<&[u8]>,
-    require_body_hash: bool,
-) -> Result<(), OAuth1Error> {
-    signature::verify(
-        req,
-        p,
-        consumer_secret,
-        keyed,
         allow_plaintext,
         raw_body,
         require_body_hash,

@@ -115,7 +115,7 @@ impl std::fmt::Debug for KeyedSha1 {
     }
 }
 
-pub(crate) fn verify(
+pub fn verify(
     req: &SignedRequest,
     p: &OAuthParams,
     consumer_secret: &[u8],
