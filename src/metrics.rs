@@ -1,17 +1,30 @@
 //! Prometheus metrics, served as text on the admin listener's `/metrics`.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub route: String,
+    /// The route's name (`Route::label`), or `-`.
+    pub route: RouteLabel,
     pub decision: &'static str,
     pub status: u16,
+}
+
+/// A route's name, shared: counting a request clones a pointer instead of
+/// allocating a copy of the name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RouteLabel(pub Arc<str>);
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

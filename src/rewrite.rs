@@ -3,7 +3,7 @@
 //! credential; then the gateway adds its own headers.
 
 use crate::auth::Identity;
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use http::header::{Entry, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use http::HeaderMap;
 use std::net::IpAddr;
 
@@ -27,32 +27,45 @@ const GATEWAY_SET: [&str; 5] = [
 /// `Host` and `Content-Length` are never removed this way: they frame the
 /// message, and the proxy rewrites them itself.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
+    // Names listed in `Connection` that are not hop-by-hop anyway (those go
+    // below): rare, so only then is anything allocated.
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+        .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h)))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
+        .collect();
+    for name in listed {
+        headers.remove(name);
     }
     // One pass over the (few) names present rather than a hash lookup for
-    // each of the nine hop-by-hop names: this runs twice per request.
-    let present: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n.as_str()))
-        .cloned()
-        .collect();
-    for name in present {
+    // each of the nine hop-by-hop names: this runs twice per request, and
+    // most answers carry `Connection: keep-alive`. Removing one name at a
+    // time needs no list of names (a clone of a standard name is free).
+    while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n.as_str())).cloned() {
         headers.remove(name);
     }
 }
 
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus common non-standard ones).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// One of [`HOP_BY_HOP`] (`name` is lower-case, as header names are).
 fn is_hop_by_hop(name: &str) -> bool {
     // A match compiles to a switch on the length, then one comparison.
     matches!(
@@ -113,15 +126,8 @@ pub fn strip_untrusted(headers: &mut HeaderMap) {
 }
 
 /// What the gateway adds for the upstream.
-static X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
-static X_AUTH_KEY_ID: HeaderName = HeaderName::from_static("x-auth-key-id");
-static X_AUTH_SCHEME: HeaderName = HeaderName::from_static("x-auth-scheme");
-static X_AUTH_ISSUER: HeaderName = HeaderName::from_static("x-auth-issuer");
-static X_AUTH_GRANTS: HeaderName = HeaderName::from_static("x-auth-grants");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_REQUEST_ID: &str = "x-request-id";
 
 pub struct Forwarding<'a> {
     pub identity: Option<&'a Identity>,
@@ -133,73 +139,81 @@ pub struct Forwarding<'a> {
     pub request_id: &'a HeaderValue,
 }
 
-fn value(s: &str) -> HeaderValue {
-    // Owners, key ids and subjects are validated at load time; a value that
-    // still cannot be a header is sent percent-encoded rather than dropped.
-    HeaderValue::from_str(s).unwrap_or_else(|_| {
-        let enc = percent_encoding::utf8_percent_encode(s, percent_encoding::CONTROLS).to_string();
-        HeaderValue::from_str(&enc).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-    })
+/// A byte `HeaderValue::from_str` accepts: visible ASCII, space or tab.
+fn plain_value_byte(b: u8) -> bool {
+    (b' '..0x7f).contains(&b) || b == b'\t'
 }
 
-/// The client address as a header value, without going through `fmt`.
-fn ip_value(ip: IpAddr) -> HeaderValue {
-    if let IpAddr::V4(v4) = ip {
-        let mut buf = [0u8; 15];
-        let n = crate::textfmt::ipv4(v4, &mut buf);
-        if let Ok(v) = HeaderValue::from_bytes(&buf[..n]) {
-            return v;
+/// Appends `name: value\r\n`. Owners, key ids and subjects are validated
+/// at load time; a value that still cannot be a header (a control
+/// character, non-ASCII) is sent percent-encoded rather than dropped, so
+/// nothing can end the line early.
+fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    if value.iter().all(|&b| plain_value_byte(b)) {
+        out.extend_from_slice(value);
+    } else {
+        // Every byte from 0x80 up is encoded as well, so the result is
+        // visible ASCII.
+        for chunk in percent_encoding::percent_encode(value, percent_encoding::CONTROLS) {
+            out.extend_from_slice(chunk.as_bytes());
         }
     }
-    value(&ip.to_string())
+    out.extend_from_slice(b"\r\n");
 }
 
-/// Set `X-Auth-*`, `X-Forwarded-*` and `X-Request-Id`. Call after the strips.
-pub fn add_forwarding(headers: &mut HeaderMap, f: &Forwarding) {
-    // Room for the (up to) nine headers below without growing the map
-    // several times over.
-    headers.reserve(9);
-    if let Some(id) = f.identity {
-        headers.insert(X_AUTH_SUBJECT.clone(), value(&id.subject));
-        if let Some(k) = &id.key_id {
-            headers.insert(X_AUTH_KEY_ID.clone(), value(k));
+/// The client address, without going through `fmt` for IPv4.
+fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let n = crate::textfmt::ipv4(v4, &mut buf);
+            out.extend_from_slice(&buf[..n]);
         }
-        headers.insert(
-            X_AUTH_SCHEME.clone(),
-            HeaderValue::from_static(id.scheme.as_str()),
-        );
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
+}
+
+/// The gateway's own headers for the upstream, `X-Auth-*`, `X-Forwarded-*`
+/// and `X-Request-Id`, as `name: value\r\n` lines that go into the request
+/// head after the client's headers. Call after the strips. The client's
+/// `X-Forwarded-For` is taken out of `headers` (its addresses lead ours in
+/// the new value), and so is its `X-Request-Id` (ours replaces it). Written
+/// straight as bytes: no header-map inserts, no value copies.
+pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    if let Some(id) = f.identity {
+        line(&mut out, "x-auth-subject", id.subject.as_bytes());
+        if let Some(k) = &id.key_id {
+            line(&mut out, "x-auth-key-id", k.as_bytes());
+        }
+        line(&mut out, "x-auth-scheme", id.scheme.as_str().as_bytes());
         if let Some(iss) = &id.issuer {
-            headers.insert(X_AUTH_ISSUER.clone(), value(iss));
+            line(&mut out, "x-auth-issuer", iss.as_bytes());
         }
         if let Some(g) = f.grants {
-            headers.insert(X_AUTH_GRANTS.clone(), value(g));
+            line(&mut out, "x-auth-grants", g.as_bytes());
         }
     }
-    let ip = ip_value(f.client_ip);
-    let xff = if headers.contains_key(&X_FORWARDED_FOR) {
-        let prior: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if prior.is_empty() {
-            ip
-        } else {
-            value(&format!(
-                "{}, {}",
-                prior.join(", "),
-                ip.to_str().unwrap_or_default()
-            ))
+    let mut xff = Vec::with_capacity(48);
+    if let Entry::Occupied(e) = headers.entry(X_FORWARDED_FOR) {
+        for prior in e.remove_entry_mult().1 {
+            if let Ok(p) = prior.to_str() {
+                xff.extend_from_slice(p.as_bytes());
+                xff.extend_from_slice(b", ");
+            }
         }
-    } else {
-        ip
-    };
-    headers.insert(X_FORWARDED_FOR.clone(), xff);
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    }
+    push_ip(&mut xff, f.client_ip);
+    line(&mut out, X_FORWARDED_FOR, &xff);
+    out.extend_from_slice(b"x-forwarded-proto: https\r\n");
     if let Some(h) = f.host {
-        headers.insert(X_FORWARDED_HOST.clone(), value(h));
+        line(&mut out, "x-forwarded-host", h.as_bytes());
     }
-    headers.insert(X_REQUEST_ID.clone(), f.request_id.clone());
+    headers.remove(X_REQUEST_ID);
+    line(&mut out, X_REQUEST_ID, f.request_id.as_bytes());
+    out
 }
 
 #[cfg(test)]
@@ -229,12 +243,88 @@ mod tests {
             "2001:db8::8a2e:370:7334",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_value(ip), ip.to_string().as_str());
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
         }
         for n in 0..=255u8 {
             let ip = IpAddr::from([n, n / 3, 255 - n, 7]);
-            assert_eq!(ip_value(ip), ip.to_string().as_str());
+            let mut out = Vec::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn hop_by_hop_list_and_match_agree() {
+        for h in HOP_BY_HOP {
+            assert!(is_hop_by_hop(h), "{h}");
+        }
+        assert!(!is_hop_by_hop("accept"));
+    }
+
+    fn identity(subject: &str) -> Identity {
+        Identity {
+            scheme: crate::auth::Scheme::ApiKey,
+            subject: subject.into(),
+            key_id: Some("k1".into()),
+            issuer: None,
+            grants: Default::default(),
+            ceiling: None,
+        }
+    }
+
+    fn lines(headers: &mut HeaderMap, subject: &str, host: Option<&str>) -> String {
+        let id = identity(subject);
+        let rid = HeaderValue::from_static("rid-1");
+        let f = Forwarding {
+            identity: Some(&id),
+            grants: Some("models:read"),
+            client_ip: IpAddr::from([10, 0, 0, 9]),
+            host,
+            request_id: &rid,
+        };
+        String::from_utf8(forwarding_lines(headers, &f)).unwrap()
+    }
+
+    #[test]
+    fn forwarding_lines_as_sent() {
+        let mut h = map(&[("accept", "*/*")]);
+        assert_eq!(
+            lines(&mut h, "alice", Some("api.example:8443")),
+            "x-auth-subject: alice\r\nx-auth-key-id: k1\r\nx-auth-scheme: api_key\r\n\
+             x-auth-grants: models:read\r\nx-forwarded-for: 10.0.0.9\r\n\
+             x-forwarded-proto: https\r\nx-forwarded-host: api.example:8443\r\n\
+             x-request-id: rid-1\r\n"
+        );
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn forwarding_lines_merge_and_replace_the_clients() {
+        let mut h = map(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+            ("x-request-id", "client-id"),
+            ("accept", "*/*"),
+        ]);
+        let out = lines(&mut h, "alice", None);
+        assert!(out.contains("x-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\n"));
+        assert!(out.ends_with("x-request-id: rid-1\r\n"));
+        assert!(!out.contains("x-forwarded-host"));
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn forwarding_values_cannot_break_the_head() {
+        let mut h = HeaderMap::new();
+        let out = lines(&mut h, "ev\r\nil: 1\u{e9}", None);
+        assert!(
+            out.starts_with("x-auth-subject: ev%0D%0Ail: 1%C3%A9\r\n"),
+            "{out}"
+        );
+        assert_eq!(out.matches("\r\n").count(), 7);
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub struct Route {
 
     /// `WWW-Authenticate` challenges for the schemes this route accepts.
     pub challenges: Vec<&'static str>,
+
+    /// The name as a metrics label: shared, so counting a request
+    /// allocates nothing.
+    pub label: crate::metrics::RouteLabel,
 }
 
 impl Route {
@@ -32,7 +36,7 @@ impl RouteTable {
             .iter()
             .map(|c| Route {
                 challenges: c.schemes.iter().filter_map(|s| s.challenge()).collect(),
-
+                label: crate::metrics::RouteLabel(c.name.as_str().into()),
                 config: c.clone(),
             })
             .collect();

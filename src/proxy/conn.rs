@@ -67,9 +67,18 @@ impl Conn {
         target: &str,
         host: &str,
         headers: &http::HeaderMap,
+        added: &[u8],
         framing: ReqFraming,
     ) {
-        h1::encode_head(&mut self.wbuf, method, target, host, headers, framing);
+        h1::encode_head(
+            &mut self.wbuf,
+            method,
+            target,
+            host,
+            headers,
+            added,
+            framing,
+        );
     }
 }
 

@@ -51,14 +51,16 @@ fn expects_body(m: &Method) -> bool {
 }
 
 /// Write `METHOD target HTTP/1.1`, the headers, `host` when `headers` has
-/// none, and the framing header. Any `content-length` or
-/// `transfer-encoding` in `headers` is left out: `framing` decides.
+/// none, the lines in `added` (already `name: value\r\n`), and the framing
+/// header. Any `content-length` or `transfer-encoding` in `headers` is left
+/// out: `framing` decides.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &str,
     host: &str,
     headers: &HeaderMap,
+    added: &[u8],
     framing: ReqFraming,
 ) {
     out.clear();
@@ -80,6 +82,7 @@ pub fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(added);
     match framing {
         ReqFraming::Empty if expects_body(method) => {
             out.extend_from_slice(b"content-length: 0\r\n");
@@ -393,10 +396,19 @@ mod tests {
             "/p?q=1",
             "up:80",
             &h,
+            b"",
             ReqFraming::Empty,
         );
         assert_eq!(out, b"GET /p?q=1 HTTP/1.1\r\nhost: up:80\r\nx-a: 1\r\n\r\n");
-        encode_head(&mut out, &Method::POST, "/", "up", &h, ReqFraming::Empty);
+        encode_head(
+            &mut out,
+            &Method::POST,
+            "/",
+            "up",
+            &h,
+            b"",
+            ReqFraming::Empty,
+        );
         assert_eq!(
             out,
             b"POST / HTTP/1.1\r\nhost: up\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n"
@@ -407,14 +419,23 @@ mod tests {
             "/",
             "up",
             &h,
+            b"x-b: 2\r\n",
             ReqFraming::Length(12),
         );
-        assert!(out.ends_with(b"x-a: 1\r\ncontent-length: 12\r\n\r\n"));
+        assert!(out.ends_with(b"x-a: 1\r\nx-b: 2\r\ncontent-length: 12\r\n\r\n"));
         h.insert(
             http::header::HOST,
             HeaderValue::from_static("client.example"),
         );
-        encode_head(&mut out, &Method::POST, "/", "up", &h, ReqFraming::Chunked);
+        encode_head(
+            &mut out,
+            &Method::POST,
+            "/",
+            "up",
+            &h,
+            b"",
+            ReqFraming::Chunked,
+        );
         assert_eq!(
             out,
             b"POST / HTTP/1.1\r\nx-a: 1\r\nhost: client.example\r\ntransfer-encoding: chunked\r\n\r\n"

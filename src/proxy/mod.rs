@@ -161,12 +161,14 @@ impl Upstreams {
         self.pools.idle_count()
     }
 
-    /// Send `req` (absolute URI from [`Upstreams::target`]); the response
-    /// head must arrive within `timeout`. Sets `Host` to the upstream's
-    /// authority unless the request already has one.
+    /// Send `req` (absolute URI from [`Upstreams::target`]) with the
+    /// header lines `added` after its own headers; the response head must
+    /// arrive within `timeout`. Sets `Host` to the upstream's authority
+    /// unless the request already has one.
     pub async fn send(
         &self,
         req: Request<Body>,
+        added: &[u8],
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = req.into_parts();
@@ -189,6 +191,7 @@ impl Upstreams {
             method: &parts.method,
             target,
             headers: &parts.headers,
+            added,
             framing,
         };
         match tokio::time::timeout(timeout, self.round_trip(&to, out, body)).await {
@@ -222,6 +225,7 @@ impl Upstreams {
                 out.target,
                 to.as_str(),
                 out.headers,
+                out.added,
                 out.framing,
             );
             match conn::exchange(&mut conn, &mut writer, out.method).await {
@@ -265,6 +269,8 @@ struct Outgoing<'a> {
     method: &'a Method,
     target: &'a str,
     headers: &'a HeaderMap,
+    /// The gateway's own header lines, already `name: value\r\n`.
+    added: &'a [u8],
     framing: ReqFraming,
 }
 

@@ -5,7 +5,7 @@ use super::authenticate::{authenticate, AuthRequest};
 use crate::auth::{self, Scheme};
 use crate::authorize;
 use crate::error::{err, Code, GatewayError};
-use crate::metrics::{CodeLabels, RequestLabels};
+use crate::metrics::{CodeLabels, RequestLabels, RouteLabel};
 use crate::path;
 use crate::proxy::{self, Body, Upstreams};
 use crate::rewrite::{self, Forwarding};
@@ -19,6 +19,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The metrics label of a request that matched no route.
+    static NO_ROUTE: RouteLabel = RouteLabel("-".into());
+}
 
 /// What the access log and metrics need to know about a request.
 struct Outcome<'s> {
@@ -37,8 +42,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let upstreams = gw.upstreams.clone();
-    let forward = move |req: Request<Body>, timeout: Duration| async move {
-        let mut resp = upstreams.send(req, timeout).await?;
+    let forward = move |req: Request<Body>, added: Vec<u8>, timeout: Duration| async move {
+        let mut resp = upstreams.send(req, &added, timeout).await?;
         rewrite::strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     };
@@ -47,6 +52,8 @@ pub async fn handle(
 
 /// The whole request flow with the upstream hop given as `forward`: the
 /// server passes the pooled client, the pipeline benchmark a canned answer.
+/// `forward` gets the request and the gateway's own header lines for it
+/// (see [`rewrite::forwarding_lines`]).
 #[doc(hidden)]
 pub async fn handle_with<F, Fut>(
     gw: Arc<Gateway>,
@@ -56,7 +63,7 @@ pub async fn handle_with<F, Fut>(
     forward: F,
 ) -> Result<Response<Body>, Infallible>
 where
-    F: FnOnce(Request<Body>, Duration) -> Fut,
+    F: FnOnce(Request<Body>, Vec<u8>, Duration) -> Fut,
     Fut: Future<Output = Result<Response<Body>, GatewayError>>,
 {
     let started = Instant::now();
@@ -106,9 +113,10 @@ where
         .insert(HeaderName::from_static("x-request-id"), request_id.clone());
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    let route_label = out
-        .route
-        .map_or_else(|| "-".to_string(), |r| r.config.name.clone());
+    let route_label = match out.route {
+        Some(r) => r.label.clone(),
+        None => NO_ROUTE.with(RouteLabel::clone),
+    };
     gw.metrics
         .requests
         .get_or_create(&RequestLabels {
@@ -144,7 +152,7 @@ async fn pipeline<'s, F, Fut>(
     forward: F,
 ) -> Result<Response<Body>, GatewayError>
 where
-    F: FnOnce(Request<Body>, Duration) -> Fut,
+    F: FnOnce(Request<Body>, Vec<u8>, Duration) -> Fut,
     Fut: Future<Output = Result<Response<Body>, GatewayError>>,
 {
     check_framing(req.headers())?;
@@ -191,7 +199,7 @@ where
     let target = Upstreams::target(upstream, &path, query.as_deref())?;
     rewrite::strip_hop_by_hop(&mut parts.headers);
     rewrite::strip_untrusted(&mut parts.headers);
-    rewrite::add_forwarding(
+    let added = rewrite::forwarding_lines(
         &mut parts.headers,
         &Forwarding {
             identity: identity.as_ref(),
@@ -216,6 +224,7 @@ where
     parts.version = Version::HTTP_11;
     forward(
         Request::from_parts(parts, body),
+        added,
         snap.settings.limits.upstream_timeout,
     )
     .await
