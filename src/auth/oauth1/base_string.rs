@@ -142,7 +142,11 @@ where
 pub(crate) fn build(method: &str, origin: &str, raw_path: &str, normalized: &str) -> String {
     let uri = base_string_uri(origin, raw_path);
     let mut out = String::with_capacity(method.len() + 3 * (uri.len() + normalized.len()) / 2 + 2);
-    encode_into(&mut out, method.to_ascii_uppercase().as_bytes());
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        encode_into(&mut out, method.to_ascii_uppercase().as_bytes());
+    } else {
+        encode_into(&mut out, method.as_bytes());
+    }
     out.push('&');
     encode_into(&mut out, uri.as_bytes());
     out.push('&');

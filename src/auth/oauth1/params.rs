@@ -1,6 +1,7 @@
 //! Collecting and validating request parameters (§3.4.1.3.1, §3.5).
 
 use super::{base_string, Location, OAuth1Error, OAuthParams, SignatureMethod, SignedRequest};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Longest accepted Authorization header value (bytes); longer is refused
@@ -11,8 +12,9 @@ pub const MAX_HEADER_PARAMS: usize = 64;
 /// Most parameters accepted in query + form body together.
 pub const MAX_PARAMS: usize = 1024;
 
-/// A decoded name/value pair.
-pub(crate) type Pair = (Vec<u8>, Vec<u8>);
+/// A decoded name/value pair: borrowed from the request when there was
+/// nothing to decode (most names and values), owned otherwise.
+pub(crate) type Pair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
 type Error = OAuth1Error;
 
@@ -27,14 +29,16 @@ fn hex_val(b: u8) -> Option<u8> {
 
 /// Strict percent-decoding: `%` must be followed by two hex digits.
 /// With `plus_is_space`, `+` decodes to a space (form encoding).
-pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
-    // Nonces, timestamps, keys and most values have nothing to decode: the
-    // run up to the first `%` (or `+`) is copied at once.
-    let plain = input
+pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_, [u8]>> {
+    // Nonces, timestamps, keys and most values have nothing to decode:
+    // they are used in place.
+    let Some(plain) = input
         .iter()
         .position(|&b| b == b'%' || (plus_is_space && b == b'+'))
-        .unwrap_or(input.len());
+    else {
+        return Some(Cow::Borrowed(input));
+    };
+    let mut out = Vec::with_capacity(input.len());
     out.extend_from_slice(&input[..plain]);
     let mut iter = input[plain..].iter();
     while let Some(&b) = iter.next() {
@@ -48,7 +52,7 @@ pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Vec<u8
             _ => out.push(b),
         }
     }
-    Some(out)
+    Some(Cow::Owned(out))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -64,7 +68,7 @@ fn skip_ows(b: &[u8], mut i: usize) -> usize {
 
 /// Parses an `OAuth name="value", ...` Authorization header value.
 /// Names and values are percent-decoded (`+` is literal).
-pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair>, Error> {
+pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair<'_>>, Error> {
     if header.len() > MAX_HEADER_LEN {
         return Err(Error::Malformed("authorization header too long"));
     }
@@ -133,7 +137,11 @@ pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair>, Error> {
 /// Parses `application/x-www-form-urlencoded` data (query or body) into
 /// `out`: split on `&` then the first `=`, `+` is a space, empty values and
 /// repeated names kept, empty segments skipped (as `parse_qsl`).
-pub(crate) fn parse_form(input: &[u8], out: &mut Vec<Pair>, limit: usize) -> Result<(), Error> {
+pub(crate) fn parse_form<'a>(
+    input: &'a [u8],
+    out: &mut Vec<Pair<'a>>,
+    limit: usize,
+) -> Result<(), Error> {
     for seg in input.split(|&c| c == b'&') {
         if seg.is_empty() {
             continue;
@@ -172,14 +180,14 @@ fn is_oauth(name: &[u8]) -> bool {
 
 /// Parameters from the three sources, decoded, in arrival order.
 #[derive(Debug, Default)]
-pub(crate) struct Collected {
-    pub header: Vec<Pair>,
-    pub query: Vec<Pair>,
-    pub body: Vec<Pair>,
+pub(crate) struct Collected<'a> {
+    pub header: Vec<Pair<'a>>,
+    pub query: Vec<Pair<'a>>,
+    pub body: Vec<Pair<'a>>,
 }
 
-impl Collected {
-    pub(crate) fn from_request(req: &SignedRequest) -> Result<Self, Error> {
+impl<'a> Collected<'a> {
+    pub(crate) fn from_request(req: &SignedRequest<'a>) -> Result<Self, Error> {
         let mut c = Collected::default();
         if let Some(h) = req.authorization {
             c.header = parse_header(h)?;
@@ -190,8 +198,8 @@ impl Collected {
 
     pub(crate) fn parse_query_and_body(
         &mut self,
-        query: Option<&[u8]>,
-        body: Option<&[u8]>,
+        query: Option<&'a [u8]>,
+        body: Option<&'a [u8]>,
     ) -> Result<(), Error> {
         if let Some(q) = query {
             parse_form(q, &mut self.query, MAX_PARAMS)?;
@@ -220,7 +228,7 @@ impl Collected {
         for list in [&self.query, &self.body] {
             let mut seen: Vec<&[u8]> = list
                 .iter()
-                .map(|(n, _)| n.as_slice())
+                .map(|(n, _)| n.as_ref())
                 .filter(|n| is_oauth(n))
                 .collect();
             let before = seen.len();
@@ -232,8 +240,8 @@ impl Collected {
         }
         // No name in both query and body.
         if !self.query.is_empty() && !self.body.is_empty() {
-            let names: HashSet<&[u8]> = self.query.iter().map(|(n, _)| n.as_slice()).collect();
-            if self.body.iter().any(|(n, _)| names.contains(n.as_slice())) {
+            let names: HashSet<&[u8]> = self.query.iter().map(|(n, _)| n.as_ref()).collect();
+            if self.body.iter().any(|(n, _)| names.contains(n.as_ref())) {
                 return Err(Error::DuplicateParameter(
                     "parameter in both query and body",
                 ));
@@ -264,12 +272,12 @@ impl Collected {
         let header = self
             .header
             .iter()
-            .filter(|(n, _)| n.as_slice() != b"realm".as_slice());
+            .filter(|(n, _)| n.as_ref() != b"realm".as_slice());
         let all = header
             .chain(self.query.iter())
             .chain(self.body.iter())
-            .filter(|(n, _)| n.as_slice() != b"oauth_signature".as_slice())
-            .map(|(n, v)| (n.as_slice(), v.as_slice()));
+            .filter(|(n, _)| n.as_ref() != b"oauth_signature".as_slice())
+            .map(|(n, v)| (n.as_ref(), v.as_ref()));
         base_string::normalize(all)
     }
 }
@@ -314,9 +322,9 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
             b"body_hash" => &mut f.body_hash,
             _ => return Err(Error::UnsupportedParameter("unknown oauth parameter")),
         };
-        let value = String::from_utf8(value.clone())
+        let value = std::str::from_utf8(value)
             .map_err(|_| Error::Malformed("oauth parameter is not UTF-8"))?;
-        *slot = Some(value);
+        *slot = Some(value.to_owned());
     }
     if f.version.as_deref().is_some_and(|v| v != "1.0") {
         return Err(Error::UnsupportedParameter("oauth_version is not 1.0"));
@@ -342,7 +350,7 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
     let realm = c
         .header
         .iter()
-        .find(|(n, _)| n.as_slice() == b"realm".as_slice())
+        .find(|(n, _)| n.as_ref() == b"realm".as_slice())
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
 
     Ok(OAuthParams {

@@ -268,7 +268,7 @@ pub fn sign_request(input: &SignInput) -> Result<String, Error> {
     let mut collected = Collected {
         header: oauth
             .iter()
-            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .map(|(n, v)| (n.as_bytes().into(), v.as_bytes().into()))
             .collect(),
         ..Collected::default()
     };

@@ -200,7 +200,7 @@ fn base_string_uris() {
 #[test]
 fn wiki_base_string() {
     let c = Collected {
-        query: vec![(b"n".to_vec(), b"v".to_vec())],
+        query: vec![(b"n".as_slice().into(), b"v".as_slice().into())],
         ..Collected::default()
     };
     assert_eq!(
