@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Key {
-    pub id: String,
-    pub owner: String,
+    /// Shared with every request's identity (a pointer copy, not a string copy).
+    pub id: Arc<str>,
+    pub owner: Arc<str>,
     pub name: Option<String>,
     pub secret_hash: [u8; 32],
     /// The plaintext, when the config gives it (needed to verify signatures).
@@ -31,8 +32,8 @@ impl Key {
             KeySecret::Plain(s) => (sha256(s.expose().as_bytes()), Some(s.clone())),
         };
         Key {
-            id: c.id.clone(),
-            owner: c.owner.clone(),
+            id: c.id.as_str().into(),
+            owner: c.owner.as_str().into(),
             name: c.name.clone(),
             secret_hash,
             oauth_sha1: secret
@@ -79,7 +80,7 @@ impl KeyStore {
                 .by_hash
                 .entry(k.secret_hash)
                 .or_insert_with(|| k.clone());
-            store.by_id.insert(k.id.clone(), k);
+            store.by_id.insert(k.id.to_string(), k);
         }
         store
     }

@@ -250,9 +250,9 @@ pub fn authenticate(
     };
     Ok(Identity {
         scheme: Scheme::Jwt,
-        subject: claims.subject,
-        key_id: claims.key_id,
-        issuer: Some(claims.issuer),
+        subject: claims.subject.clone(),
+        key_id: claims.key_id.clone(),
+        issuer: Some(claims.issuer.clone()),
         grants,
         ceiling,
     })

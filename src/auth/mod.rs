@@ -59,9 +59,10 @@ impl Scheme {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub scheme: Scheme,
-    pub subject: String,
-    pub key_id: Option<String>,
-    pub issuer: Option<String>,
+    /// Shared with the key (API keys, OAuth 1.0) where there is one.
+    pub subject: Arc<str>,
+    pub key_id: Option<Arc<str>>,
+    pub issuer: Option<Arc<str>>,
     pub grants: Arc<Vec<Grant>>,
     /// For a token the gateway minted: the current grants of its key, which
     /// cap what the token may do (a key narrowed since applies at once).

@@ -28,7 +28,7 @@ thread_local! {
 /// What the access log and metrics need to know about a request.
 struct Outcome<'s> {
     route: Option<&'s Route>,
-    key_id: Option<String>,
+    key_id: Option<Arc<str>>,
     scheme: Option<Scheme>,
     decision: &'static str,
 }

@@ -62,7 +62,7 @@ fn rs256_to_hs256_confusion() {
             let mut naive = spec(&[name], KeySource::HsSecret(secret.clone()));
             naive.audiences = vec!["portcullis".into()];
             let naive = verifier(vec![Issuer::new(naive).unwrap()]);
-            assert_eq!(naive.verify(&t, NOW).unwrap().subject, "admin");
+            assert_eq!(&*naive.verify(&t, NOW).unwrap().subject, "admin");
         }
     }
     // And no configuration can put HS and RS on the same key.

@@ -38,12 +38,12 @@ impl TokenCache {
         }
     }
 
-    pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<Claims> {
+    pub fn get(&self, hash: &[u8; 32], now: u64) -> Option<Arc<Claims>> {
         let expired = {
             let entry = self.map.get(hash)?;
             // A clock that went backwards does not revive a cached verdict.
             if now >= entry.verified_at && now < entry.valid_until {
-                return Some((*entry.claims).clone());
+                return Some(entry.claims.clone());
             }
             now >= entry.valid_until
         };

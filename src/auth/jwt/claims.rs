@@ -126,12 +126,12 @@ pub(crate) fn validate(
         None => None,
     };
     Ok(Claims {
-        issuer: issuer.issuer.clone(),
-        subject,
+        issuer: issuer.issuer.as_str().into(),
+        subject: subject.into(),
         scopes: scopes(payload.get(&issuer.scope_claim))?,
         jti: opt_string(payload, "jti")?,
         exp,
-        key_id,
+        key_id: key_id.map(Into::into),
         token_hash,
     })
 }
@@ -236,7 +236,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (c.subject.as_str(), c.jti.as_deref(), c.key_id.as_deref()),
+            (&*c.subject, c.jti.as_deref(), c.key_id.as_deref()),
             ("bob", Some("j"), Some("k1"))
         );
         let s = |n: &str, a: &str, r: Option<&str>| Scope {

@@ -270,7 +270,7 @@ mod tests {
             .unwrap();
         assert_eq!(exp, NOW + 600);
         let c = v.verify(&token, NOW + 1).unwrap();
-        assert_eq!(c.subject, "alice");
+        assert_eq!(&*c.subject, "alice");
         assert_eq!(c.key_id.as_deref(), Some("key-1"));
         assert_eq!(c.jti.as_deref(), Some(jti.as_str()));
         assert_eq!(c.exp, Some(exp));

@@ -48,6 +48,7 @@ pub use minter::{Minter, MinterError};
 pub use verifier::{CacheOptions, Verifier};
 
 pub use jsonwebtoken::Algorithm;
+use std::sync::Arc;
 
 /// Tokens longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -76,9 +77,9 @@ pub struct Scope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     /// The `iss` claim (equal to the configured issuer string).
-    pub issuer: String,
+    pub issuer: Arc<str>,
     /// The issuer's `subject_claim`.
-    pub subject: String,
+    pub subject: Arc<str>,
     /// Parsed from the issuer's `scope_claim`; items that are not of the
     /// form `ns:action[:resource]` grant nothing and are dropped.
     pub scopes: Vec<Scope>,
@@ -86,7 +87,7 @@ pub struct Claims {
     pub exp: Option<u64>,
     /// The issuer's `key_id_claim` (for the gateway's own tokens `pc_key`);
     /// always `None` for issuers without one.
-    pub key_id: Option<String>,
+    pub key_id: Option<Arc<str>>,
     /// SHA-256 of the compact token (the cache key; safe to log).
     pub token_hash: [u8; 32],
 }

@@ -64,7 +64,7 @@ mod tests {
     use crate::auth::jwt::test_util::{spec, NOW};
     use crate::auth::jwt::{CacheOptions, Claims, Scope, Verifier};
 
-    fn verify(algs: &[&str], key: KeySource, token: &str) -> Claims {
+    fn verify(algs: &[&str], key: KeySource, token: &str) -> std::sync::Arc<Claims> {
         let mut s = spec(algs, key);
         s.audiences = vec!["portcullis".into()];
         let v = Verifier::new(vec![Issuer::new(s).unwrap()], CacheOptions::default()).unwrap();
@@ -83,10 +83,7 @@ mod tests {
     fn rsa_family() {
         let pem = || KeySource::PublicKeyPem(RSA_PUB_PEM.into());
         let c = verify(&["RS256"], pem(), RS256);
-        assert_eq!(
-            (c.issuer.as_str(), c.subject.as_str()),
-            ("https://idp.example", "alice")
-        );
+        assert_eq!((&*c.issuer, &*c.subject), ("https://idp.example", "alice"));
         assert_eq!(
             (c.jti.as_deref(), c.exp, c.key_id.as_deref()),
             (Some("py-1"), Some(PY_IAT + 3600), None)

@@ -6,7 +6,7 @@ use super::{claims, token, Algorithm, Claims, JwtError, MAX_TOKEN_BYTES};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
@@ -69,7 +69,8 @@ impl Verifier {
     }
 
     /// Verify a compact JWS at time `now` (seconds since the epoch).
-    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, JwtError> {
+    /// Shared with the cache: a cached token costs no copy of its claims.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Arc<Claims>, JwtError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(JwtError::TooLarge);
         }
@@ -78,7 +79,7 @@ impl Verifier {
             self.check_revoked(&claims)?;
             return Ok(claims);
         }
-        let claims = self.verify_uncached(token, hash, now)?;
+        let claims = Arc::new(self.verify_uncached(token, hash, now)?);
         self.check_revoked(&claims)?;
         self.cache.insert(&claims, now);
         Ok(claims)
@@ -164,7 +165,7 @@ mod tests {
         let v = verifier(CacheOptions::default());
         let t = hs_token(json!({"iss": ISS, "sub": "a", "exp": NOW + 60, "jti": "j1"}));
         let c = v.verify(&t, NOW).unwrap();
-        assert_eq!(c.subject, "a");
+        assert_eq!(&*c.subject, "a");
         assert_eq!(c.token_hash, <[u8; 32]>::from(Sha256::digest(t.as_bytes())));
         assert_eq!(v.cached_tokens(), 1);
         assert_eq!(v.verify(&t, NOW + 1).unwrap(), c);
