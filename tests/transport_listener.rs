@@ -301,6 +301,62 @@ async fn partial_request_head_cut_off_after_header_read_timeout() {
     assert_eq!(up.count(), 0, "{:?}", up.requests());
 }
 
+/// Read one response with a `content-length` body off a keep-alive connection.
+async fn read_response(s: &mut TlsStream<TcpStream>) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.expect("read");
+        assert_eq!(n, 1, "closed mid-head: {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.expect("body");
+    head
+}
+
+/// header_read_timeout also bounds the idle time between keep-alive
+/// requests, one wait at a time: requests 0.6 s apart on a 1 s timeout all
+/// pass, though together they take longer than the timeout, and the idle
+/// connection is closed about a second after the last answer.
+#[tokio::test]
+async fn keep_alive_requests_inside_header_read_timeout_pass_then_idle_closes() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(&up, "limits: { header_read_timeout: 1s }\n"));
+    let mut s = connect(&gw, &[b"http/1.1"]).await;
+    let req = format!(
+        "GET /model/ABC-1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {}\r\n\r\n",
+        basic("K1", SECRET)
+    );
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        s.write_all(req.as_bytes()).await.expect("write");
+        let head = read_response(&mut s).await;
+        assert_eq!(raw_status(&head), Some(200), "request {i}: {head}");
+    }
+    assert_eq!(up.count(), 4);
+    let idle = std::time::Instant::now();
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "the idle connection was still open after 10 s");
+    let waited = idle.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+}
+
 /// Connect over TLS, send `bytes` (maybe none) and stall: the gateway must
 /// close the connection (header_read_timeout: 1s) well within 15 s.
 async fn stall_is_cut_off(bytes: &[u8], alpn: &[&[u8]]) {

@@ -5,6 +5,7 @@ mod authenticate;
 mod framing;
 mod pipeline;
 mod redirect;
+mod timer;
 mod token;
 
 pub(crate) use pipeline::valid_host as pipeline_valid_host;
@@ -126,7 +127,7 @@ async fn housekeeping(gw: Arc<Gateway>) {
 pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(TokioTimer::new())
+        .timer(timer::ConnTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -234,7 +235,7 @@ pub(crate) async fn serve_plain(
         tokio::spawn(async move {
             let timeout = gw.snapshot().settings.limits.header_read_timeout;
             let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
+            b.timer(timer::ConnTimer::new())
                 .header_read_timeout(timeout)
                 .keep_alive(keep_alive);
             let svc = service_fn(move |req| {
