@@ -23,4 +23,5 @@ pub mod secret;
 pub mod server;
 pub mod state;
 pub mod textfmt;
+pub mod timer;
 pub mod tls;

@@ -468,3 +468,61 @@ async fn an_ipv6_literal_upstream_is_reached() {
         gw.logs()
     );
 }
+
+/// The upstream timeout on a pooled connection: each request gets the full
+/// `upstream_timeout` for its head, counted from its own start, not from an
+/// earlier request's (the connection keeps one armed sleep for all of
+/// them), and a request that gets no head in time is 504 and its
+/// connection is not reused.
+#[tokio::test]
+async fn each_request_on_a_pooled_connection_gets_its_own_upstream_timeout() {
+    // The first request on a connection is answered at once; the second
+    // after 600 ms; the third never.
+    let up = scripted(Arc::new(|mut tcp: TcpStream| {
+        Box::pin(async move {
+            let mut buf = Vec::new();
+            let mut n = 0;
+            while read_head(&mut tcp, &mut buf).await.is_some() {
+                n += 1;
+                match n {
+                    1 => {}
+                    2 => tokio::time::sleep(Duration::from_millis(600)).await,
+                    _ => {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                }
+                let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                if tcp.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }))
+    .await;
+    let gw = Gateway::start(&format!(
+        "limits: {{ upstream_timeout: 1s }}\n{}",
+        config(&up.url)
+    ));
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    // 400 ms later, a request that takes 600 ms: past the first request's
+    // deadline, inside its own.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    assert_eq!(a.status, 200, "{a:?}\n{}", gw.logs());
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+    let started = std::time::Instant::now();
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    let waited = started.elapsed();
+    assert_eq!(a.status, 504, "{a:?}");
+    assert_eq!(a.error(), "upstream_timeout");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "504 after {waited:?}"
+    );
+    // The timed-out connection is closed, not pooled: a new one next time.
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}

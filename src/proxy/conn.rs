@@ -30,6 +30,9 @@ pub struct Conn {
     /// Requests already carried: a failure on a reused connection before any
     /// answer may be the upstream closing it while idle.
     pub reused: bool,
+    /// The upstream timeout's sleep, kept armed across the requests this
+    /// connection carries (see `crate::timer`).
+    timer: crate::timer::Armed,
 }
 
 impl Conn {
@@ -39,6 +42,7 @@ impl Conn {
             rbuf: BytesMut::new(),
             wbuf: Vec::with_capacity(512),
             reused: false,
+            timer: None,
         }
     }
 
@@ -89,6 +93,8 @@ pub enum Failure {
     Io(io::Error),
     /// The answer could not be understood.
     Proto(ProtoError),
+    /// No response head by the deadline.
+    TimedOut,
 }
 
 impl Failure {
@@ -103,7 +109,7 @@ impl Failure {
                     | io::ErrorKind::ConnectionAborted
                     | io::ErrorKind::BrokenPipe
             ),
-            Failure::Proto(_) => false,
+            Failure::Proto(_) | Failure::TimedOut => false,
         }
     }
 }
@@ -113,6 +119,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Io(e) => write!(f, "{e}"),
             Failure::Proto(e) => write!(f, "{e}"),
+            Failure::TimedOut => f.write_str("no response head in time"),
         }
     }
 }
@@ -242,69 +249,93 @@ impl BodyWriter {
 }
 
 /// Write the encoded head, then the body while waiting for the response
-/// head. The head bytes are in `conn.wbuf`.
+/// head, which must come by `deadline`. The head bytes are in `conn.wbuf`.
 pub async fn exchange(
     conn: &mut Conn,
     writer: &mut Option<BodyWriter>,
     method: &http::Method,
+    deadline: tokio::time::Instant,
 ) -> Result<Head, Failure> {
-    let mut written = 0;
-    let mut write_failed: Option<io::Error> = None;
-    std::future::poll_fn(|cx| {
-        while written < conn.wbuf.len() {
-            match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[written..]) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(Failure::Io(io::ErrorKind::WriteZero.into())))
-                }
-                Poll::Ready(Ok(n)) => written += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        // The writer stays in place when done: whether any of the body went
-        // out decides whether the request may be sent again.
-        if let Some(w) = writer
-            .as_mut()
-            .filter(|w| !w.is_done() && write_failed.is_none())
-        {
-            if let Poll::Ready(Err(e)) = w.poll_write(&mut conn.io, cx) {
-                if w.client_failed {
-                    // Nothing to wait for: the request cannot be completed.
-                    return Poll::Ready(Err(Failure::Io(e)));
-                }
-                write_failed = Some(e);
-            }
-        }
-        loop {
-            match h1::parse_response(&mut conn.rbuf, method) {
-                Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(Failure::Proto(e))),
-            }
-            match conn.poll_fill(cx) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(Failure::Io(if conn.rbuf.is_empty() {
-                        write_failed
-                            .take()
-                            .unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into())
-                    } else {
-                        io::Error::other(
-                            "the upstream closed the connection inside a response head",
-                        )
-                    })))
-                }
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
-                Poll::Pending => break,
-            }
-        }
-        // A body that could not be written: an answer may still be on its
-        // way (an early 413 before the upstream closed), so keep reading
-        // until it comes or the connection ends (the caller's timeout
-        // bounds the wait).
-        Poll::Pending
-    })
+    let mut progress = Progress {
+        written: 0,
+        write_failed: None,
+    };
+    std::future::poll_fn(
+        |cx| match poll_exchange(conn, writer, method, &mut progress, cx) {
+            Poll::Pending => match crate::timer::poll_deadline(&mut conn.timer, deadline, cx) {
+                Poll::Ready(()) => Poll::Ready(Err(Failure::TimedOut)),
+                Poll::Pending => Poll::Pending,
+            },
+            done => done,
+        },
+    )
     .await
+}
+
+/// How far an exchange has got.
+struct Progress {
+    /// Bytes of the head written.
+    written: usize,
+    /// The body could not be written; an answer may still come.
+    write_failed: Option<io::Error>,
+}
+
+fn poll_exchange(
+    conn: &mut Conn,
+    writer: &mut Option<BodyWriter>,
+    method: &http::Method,
+    p: &mut Progress,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Head, Failure>> {
+    while p.written < conn.wbuf.len() {
+        match Pin::new(&mut conn.io).poll_write(cx, &conn.wbuf[p.written..]) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(Failure::Io(io::ErrorKind::WriteZero.into())))
+            }
+            Poll::Ready(Ok(n)) => p.written += n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    // The writer stays in place when done: whether any of the body went
+    // out decides whether the request may be sent again.
+    if let Some(w) = writer
+        .as_mut()
+        .filter(|w| !w.is_done() && p.write_failed.is_none())
+    {
+        if let Poll::Ready(Err(e)) = w.poll_write(&mut conn.io, cx) {
+            if w.client_failed {
+                // Nothing to wait for: the request cannot be completed.
+                return Poll::Ready(Err(Failure::Io(e)));
+            }
+            p.write_failed = Some(e);
+        }
+    }
+    loop {
+        match h1::parse_response(&mut conn.rbuf, method) {
+            Ok(Some(head)) => return Poll::Ready(Ok(head)),
+            Ok(None) => {}
+            Err(e) => return Poll::Ready(Err(Failure::Proto(e))),
+        }
+        match conn.poll_fill(cx) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(Failure::Io(if conn.rbuf.is_empty() {
+                    p.write_failed
+                        .take()
+                        .unwrap_or_else(|| io::ErrorKind::UnexpectedEof.into())
+                } else {
+                    io::Error::other("the upstream closed the connection inside a response head")
+                })))
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Failure::Io(e))),
+            // A body that could not be written: an answer may still be on
+            // its way (an early 413 before the upstream closed), so keep
+            // reading until it comes, the connection ends or the deadline
+            // passes.
+            Poll::Pending => return Poll::Pending,
+        }
+    }
 }
 
 /// Where the connection goes when the response body ends.

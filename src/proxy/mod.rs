@@ -194,20 +194,19 @@ impl Upstreams {
             added,
             framing,
         };
-        match tokio::time::timeout(timeout, self.round_trip(&to, out, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(err(
-                Code::UpstreamTimeout,
-                "the upstream service did not answer in time",
-            )),
-        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.round_trip(&to, out, body, deadline).await
     }
 
+    /// The response head must arrive by `deadline`: a new connection waits
+    /// for it with its own timer, a pooled one on the sleep it keeps armed
+    /// (no timer-wheel entry per request; see `crate::timer`).
     async fn round_trip(
         &self,
         to: &Authority,
         out: Outgoing<'_>,
         body: Body,
+        deadline: tokio::time::Instant,
     ) -> Result<Response<Body>, GatewayError> {
         let mut writer = BodyWriter::new(body, out.framing);
         // Let the other requests that are ready run first, so writes to the
@@ -218,7 +217,10 @@ impl Upstreams {
         loop {
             let mut conn = match pooled.take() {
                 Some(c) => c,
-                None => Conn::new(connect(to).await?),
+                None => match tokio::time::timeout_at(deadline, connect(to)).await {
+                    Ok(io) => Conn::new(io?),
+                    Err(_) => return Err(timed_out()),
+                },
             };
             conn.encode_head(
                 out.method,
@@ -228,8 +230,9 @@ impl Upstreams {
                 out.added,
                 out.framing,
             );
-            match conn::exchange(&mut conn, &mut writer, out.method).await {
+            match conn::exchange(&mut conn, &mut writer, out.method, deadline).await {
                 Ok(head) => return Ok(self.response(to, conn, writer, head)),
+                Err(conn::Failure::TimedOut) => return Err(timed_out()),
                 Err(e) => {
                     let unsent = writer.as_ref().is_none_or(|w| !w.started);
                     let retry = conn.reused && e.is_stale() && unsent && idempotent;
@@ -307,6 +310,13 @@ async fn connect(to: &Authority) -> Result<TcpStream, GatewayError> {
             Err(unreachable())
         }
     }
+}
+
+fn timed_out() -> GatewayError {
+    err(
+        Code::UpstreamTimeout,
+        "the upstream service did not answer in time",
+    )
 }
 
 fn unreachable() -> GatewayError {

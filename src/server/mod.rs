@@ -5,7 +5,6 @@ mod authenticate;
 mod framing;
 mod pipeline;
 mod redirect;
-mod timer;
 mod token;
 
 pub(crate) use pipeline::valid_host as pipeline_valid_host;
@@ -127,7 +126,7 @@ async fn housekeeping(gw: Arc<Gateway>) {
 pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
-        .timer(timer::ConnTimer::new())
+        .timer(crate::timer::ConnTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
@@ -235,7 +234,7 @@ pub(crate) async fn serve_plain(
         tokio::spawn(async move {
             let timeout = gw.snapshot().settings.limits.header_read_timeout;
             let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(timer::ConnTimer::new())
+            b.timer(crate::timer::ConnTimer::new())
                 .header_read_timeout(timeout)
                 .keep_alive(keep_alive);
             let svc = service_fn(move |req| {

@@ -1,4 +1,6 @@
-//! The timer behind HTTP/1's `header_read_timeout`, one per connection.
+//! Timers that stay armed: the one behind HTTP/1's `header_read_timeout`
+//! ([`ConnTimer`], one per client connection) and the upstream timeout
+//! (one per pooled upstream connection, through [`poll_deadline`]).
 //!
 //! hyper asks its timer for a new sleep each time it starts waiting for a
 //! request head, and drops it when the head has arrived. With tokio's timer
@@ -17,6 +19,10 @@
 //! Only for HTTP/1, where hyper waits for one head at a time on a
 //! connection, so one task polls the shared sleep. HTTP/2 keeps tokio's
 //! timer.
+//!
+//! The upstream timeout works the same way: each pooled upstream connection
+//! keeps one sleep, and each request on it waits for its own deadline on
+//! that sleep, instead of a `tokio::time::timeout` per request.
 
 use hyper::rt::{Sleep, Timer};
 use std::future::Future;
@@ -25,7 +31,30 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-type Armed = Option<Pin<Box<tokio::time::Sleep>>>;
+/// A sleep kept armed across waits; `None` until the first one.
+pub type Armed = Option<Pin<Box<tokio::time::Sleep>>>;
+
+/// Ready once `at` has passed, waiting on `armed` (armed for `at` when
+/// first used). An armed deadline earlier than `at` is left to fire and
+/// then moved to `at`; a later one is moved earlier at once.
+pub fn poll_deadline(
+    armed: &mut Armed,
+    at: tokio::time::Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+    loop {
+        if sleep.deadline() > at {
+            sleep.as_mut().reset(at);
+        }
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) if sleep.deadline() >= at => return Poll::Ready(()),
+            // An earlier deadline passed: arm this one.
+            Poll::Ready(()) => sleep.as_mut().reset(at),
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+}
 
 /// A connection's timer (see the module notes).
 #[derive(Clone, Default)]
@@ -67,21 +96,8 @@ impl Future for Deadline {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let at = self.at;
         let mut armed = self.armed.lock().unwrap_or_else(|e| e.into_inner());
-        let sleep = armed.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        loop {
-            if sleep.deadline() > at {
-                // Armed for later than this deadline: move it earlier.
-                sleep.as_mut().reset(at);
-            }
-            match sleep.as_mut().poll(cx) {
-                Poll::Ready(()) if sleep.deadline() >= at => return Poll::Ready(()),
-                // An earlier deadline passed: arm this one.
-                Poll::Ready(()) => sleep.as_mut().reset(at),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        poll_deadline(&mut armed, self.at, cx)
     }
 }
 
