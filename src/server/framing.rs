@@ -193,7 +193,15 @@ impl<IO> FramingGuard<IO> {
         }
         let mut content_lengths = Vec::new();
         let mut transfer_encodings = Vec::new();
-        for line in head.split(|b| *b == b'\n').skip(1) {
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', head).chain(std::iter::once(head.len())) {
+            let line = &head[start..nl];
+            let first = start == 0;
+            start = nl + 1;
+            // The request line, and every field but the two wanted here.
+            if first || !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
+                continue;
+            }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(colon) = line.iter().position(|b| *b == b':') else {
                 continue;
@@ -234,16 +242,11 @@ impl<IO> FramingGuard<IO> {
 /// The end of a request head (just past its blank line). Lines may end in
 /// CRLF or a bare LF, as httparse accepts both.
 fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(p) = buf[i..].iter().position(|b| *b == b'\n') {
-        let nl = i + p;
-        match (buf.get(nl + 1), buf.get(nl + 2)) {
-            (Some(b'\n'), _) => return Some(nl + 2),
-            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
-            _ => i = nl + 1,
-        }
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|nl| match (buf.get(nl + 1), buf.get(nl + 2)) {
+        (Some(b'\n'), _) => Some(nl + 2),
+        (Some(b'\r'), Some(b'\n')) => Some(nl + 3),
+        _ => None,
+    })
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for FramingGuard<IO> {
