@@ -35,7 +35,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("close"))
+        .filter(|t| !t.is_empty())
         .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h)))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
@@ -261,6 +261,24 @@ mod tests {
             assert!(is_hop_by_hop(h), "{h}");
         }
         assert!(!is_hop_by_hop("accept"));
+    }
+
+    #[test]
+    fn every_header_connection_names_goes_whatever_its_case() {
+        let mut h = map(&[
+            ("connection", "Close, , X-Secret ,KEEP-ALIVE"),
+            ("connection", "x-other"),
+            ("close", "x"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("host", "up"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "host"]);
     }
 
     fn identity(subject: &str) -> Identity {

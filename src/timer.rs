@@ -37,6 +37,11 @@ pub type Armed = Option<Pin<Box<tokio::time::Sleep>>>;
 /// Ready once `at` has passed, waiting on `armed` (armed for `at` when
 /// first used). An armed deadline earlier than `at` is left to fire and
 /// then moved to `at`; a later one is moved earlier at once.
+///
+/// The sleep is polled outside tokio's per-task budget, as
+/// `tokio::time::timeout` polls its own: the work it bounds (socket reads
+/// and writes) may have spent the budget, and a sleep polled without
+/// budget never reports that it has fired.
 pub fn poll_deadline(
     armed: &mut Armed,
     at: tokio::time::Instant,
@@ -47,7 +52,7 @@ pub fn poll_deadline(
         if sleep.deadline() > at {
             sleep.as_mut().reset(at);
         }
-        match sleep.as_mut().poll(cx) {
+        match Pin::new(&mut tokio::task::unconstrained(sleep.as_mut())).poll(cx) {
             Poll::Ready(()) if sleep.deadline() >= at => return Poll::Ready(()),
             // An earlier deadline passed: arm this one.
             Poll::Ready(()) => sleep.as_mut().reset(at),
@@ -56,7 +61,22 @@ pub fn poll_deadline(
     }
 }
 
-/// A connection's timer (see the module notes).
+/// `deadline`, or when that is past what a clock can hold, a year from now
+/// (tokio's timer does not go further than about two years anyway).
+fn far_or(deadline: Option<Instant>) -> Instant {
+    deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// The deadline `timeout` from now on tokio's clock, saturating as
+/// `tokio::time::timeout` does instead of overflowing.
+pub fn deadline_in(timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| tokio::time::Instant::from_std(far_or(None)))
+}
+
+/// A connection's timer (see the module notes). Each connection must have
+/// its own: one task at a time may wait on it.
 #[derive(Clone, Default)]
 pub struct ConnTimer {
     armed: Arc<Mutex<Armed>>,
@@ -70,7 +90,7 @@ impl ConnTimer {
 
 impl Timer for ConnTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
-        self.sleep_until(self.now() + duration)
+        self.sleep_until(far_or(self.now().checked_add(duration)))
     }
 
     /// tokio's clock (the same as the system's, except in tests that pause it).
@@ -147,6 +167,47 @@ mod tests {
         deadline(&t, 500).await;
         let waited = start.elapsed();
         assert!(waited < Duration::from_millis(600), "{waited:?}");
+    }
+
+    /// Polled the way an exchange against a socket that always has data
+    /// polls it: after the work has spent the task's whole budget.
+    #[tokio::test]
+    async fn fires_when_the_work_it_bounds_has_spent_the_budget() {
+        fn busy(cx: &mut Context<'_>) -> Poll<()> {
+            loop {
+                match tokio::task::coop::poll_proceed(cx) {
+                    Poll::Ready(r) => r.made_progress(),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+        }
+        let at = tokio::time::Instant::now() + Duration::from_millis(50);
+        let mut armed: Armed = None;
+        let fired = tokio::time::timeout(
+            Duration::from_secs(5),
+            std::future::poll_fn(|cx| match busy(cx) {
+                Poll::Pending => poll_deadline(&mut armed, at, cx),
+                Poll::Ready(()) => Poll::Pending,
+            }),
+        );
+        // The outer timeout polls its own sleep outside the budget, so it
+        // ends the test if the deadline above never fires.
+        assert!(fired.await.is_ok(), "the deadline never fired");
+    }
+
+    #[test]
+    fn a_timeout_too_large_for_the_clock_saturates() {
+        let huge = Duration::from_secs(u64::MAX / 4);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let d = deadline_in(huge);
+            assert!(d > tokio::time::Instant::now() + Duration::from_secs(300 * 24 * 3600));
+            let t = ConnTimer::new();
+            drop(t.sleep(huge));
+        });
     }
 
     fn futures_poll(s: &mut Pin<Box<dyn Sleep>>) -> Poll<()> {

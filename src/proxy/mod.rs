@@ -194,7 +194,7 @@ impl Upstreams {
             added,
             framing,
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::timer::deadline_in(timeout);
         self.round_trip(&to, out, body, deadline).await
     }
 

@@ -113,8 +113,10 @@ where
 {
     // Every name and value encoded into one buffer; the pairs are sorted
     // as (name, value) ranges of it, then joined.
-    let mut buf = String::new();
-    let mut spans: Vec<(usize, usize, usize)> = Vec::new();
+    // Room for a typical request's seven `oauth_*` parameters and a few
+    // more, so neither grows on the common path.
+    let mut buf = String::with_capacity(256);
+    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(12);
     for (n, v) in pairs {
         let start = buf.len();
         encode_into(&mut buf, n);
