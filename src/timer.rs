@@ -76,8 +76,10 @@ pub fn deadline_in(timeout: Duration) -> tokio::time::Instant {
 }
 
 /// A connection's timer (see the module notes). Each connection must have
-/// its own: one task at a time may wait on it.
-#[derive(Clone, Default)]
+/// its own: one task at a time may wait on it. Not `Clone` for that
+/// reason; `server::connection_builder` makes a builder, and with it a
+/// timer, per connection (a cloned builder would share it).
+#[derive(Default)]
 pub struct ConnTimer {
     armed: Arc<Mutex<Armed>>,
 }
