@@ -526,3 +526,41 @@ async fn each_request_on_a_pooled_connection_gets_its_own_upstream_timeout() {
     assert_eq!(a.status, 200, "{a:?}");
     assert_eq!(up.connections.load(Ordering::SeqCst), 2);
 }
+
+/// An upstream that sends interim answers without end gets 502 at once,
+/// not after `upstream_timeout` of reading them.
+#[tokio::test]
+async fn endless_interim_answers_are_502_at_once() {
+    let up = scripted(Arc::new(|mut tcp: TcpStream| {
+        Box::pin(async move {
+            let mut buf = Vec::new();
+            if read_head(&mut tcp, &mut buf).await.is_none() {
+                return;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while tokio::time::Instant::now() < deadline {
+                if tcp
+                    .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+    }))
+    .await;
+    let gw = Gateway::start(&format!(
+        "limits: {{ upstream_timeout: 15s }}\n{}",
+        config(&up.url)
+    ));
+    let started = std::time::Instant::now();
+    let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+    assert_eq!(a.status, 502, "{a:?}");
+    assert_eq!(a.error(), "upstream_unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -259,6 +259,7 @@ pub async fn exchange(
     let mut progress = Progress {
         written: 0,
         write_failed: None,
+        interim: 0,
     };
     std::future::poll_fn(
         |cx| match poll_exchange(conn, writer, method, &mut progress, cx) {
@@ -278,6 +279,8 @@ struct Progress {
     written: usize,
     /// The body could not be written; an answer may still come.
     write_failed: Option<io::Error>,
+    /// Interim (1xx) responses skipped.
+    interim: u32,
 }
 
 fn poll_exchange(
@@ -312,7 +315,7 @@ fn poll_exchange(
         }
     }
     loop {
-        match h1::parse_response(&mut conn.rbuf, method) {
+        match h1::parse_response(&mut conn.rbuf, method, &mut p.interim) {
             Ok(Some(head)) => return Poll::Ready(Ok(head)),
             Ok(None) => {}
             Err(e) => return Poll::Ready(Err(Failure::Proto(e))),

@@ -30,7 +30,14 @@ pub enum ProtoError {
     Upgrade,
     #[error("an HTTP/1.0 response with Transfer-Encoding (RFC 9112 section 6.1)")]
     TransferEncodingInHttp10,
+    #[error("more than {MAX_INTERIM} interim (1xx) responses before the final one")]
+    TooManyInterim,
 }
+
+/// Most interim (1xx) responses accepted before the final one: an upstream
+/// that sends them without end is refused rather than read until the
+/// upstream timeout.
+pub const MAX_INTERIM: u32 = 32;
 
 /// How the request body is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +127,13 @@ pub struct Head {
 /// Parse a response head at the start of `buf`. `Ok(None)`: more bytes are
 /// needed. On success the head's bytes are taken off `buf`; header values
 /// share them rather than being copied. Interim (1xx) responses are skipped.
-pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, ProtoError> {
+/// `interim` counts the interim responses skipped so far in this exchange
+/// (they may arrive over several calls).
+pub fn parse_response(
+    buf: &mut BytesMut,
+    method: &Method,
+    interim: &mut u32,
+) -> Result<Option<Head>, ProtoError> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut slots);
@@ -148,6 +161,10 @@ pub fn parse_response(buf: &mut BytesMut, method: &Method) -> Result<Option<Head
         }
         if status.is_informational() {
             // 100 Continue, 102, 103: the final answer follows.
+            *interim += 1;
+            if *interim > MAX_INTERIM {
+                return Err(ProtoError::TooManyInterim);
+            }
             buf.advance(len);
             continue;
         }
@@ -380,7 +397,7 @@ mod tests {
 
     fn parse(raw: &str, method: Method) -> Result<Option<Head>, ProtoError> {
         let mut b = BytesMut::from(raw);
-        parse_response(&mut b, &method)
+        parse_response(&mut b, &method, &mut 0)
     }
 
     #[test]
@@ -446,7 +463,9 @@ mod tests {
     fn response_heads_and_framing() {
         let mut b =
             BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: b\r\n\r\nok\nNEXT");
-        let h = parse_response(&mut b, &Method::GET).unwrap().unwrap();
+        let h = parse_response(&mut b, &Method::GET, &mut 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.status, 200);
         assert_eq!(h.framing, RespFraming::Length(3));
         assert!(h.keep_alive);
@@ -515,12 +534,29 @@ mod tests {
         let mut b = BytesMut::from(
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
         );
-        let h = parse_response(&mut b, &Method::POST).unwrap().unwrap();
+        let h = parse_response(&mut b, &Method::POST, &mut 0)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.status, 201);
         assert!(!h.headers.contains_key("link"));
         assert!(b.is_empty());
         let mut b = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2");
-        assert!(parse_response(&mut b, &Method::POST).unwrap().is_none());
+        assert!(parse_response(&mut b, &Method::POST, &mut 0)
+            .unwrap()
+            .is_none());
+        // Counted across calls: the 33rd interim answer of an exchange is refused.
+        let mut seen = 0;
+        for _ in 0..MAX_INTERIM {
+            let mut b = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\n");
+            assert!(parse_response(&mut b, &Method::POST, &mut seen)
+                .unwrap()
+                .is_none());
+        }
+        let mut b = BytesMut::from("HTTP/1.1 100 Continue\r\n\r\n");
+        assert_eq!(
+            parse_response(&mut b, &Method::POST, &mut seen).unwrap_err(),
+            ProtoError::TooManyInterim
+        );
     }
 
     #[test]
