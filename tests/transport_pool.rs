@@ -65,21 +65,7 @@ async fn raw_upstream(close_after: usize) -> RawUpstream {
 }
 
 fn body(up_url: &str) -> String {
-    format!(
-        "routes:
-  - name: models
-    match: {{ path_prefix: /model }}
-    upstream: {up_url}
-    namespace: models
-keys:
-  - id: K1
-    owner: bob
-    secret_hash: {hash}
-    grants:
-      - {{ namespace: models, actions: [read] }}
-",
-        hash = secret_hash(SECRET)
-    )
+    model_route_body(up_url, "{ namespace: models, actions: [read] }")
 }
 
 #[tokio::test]

@@ -69,20 +69,9 @@ fn each_request(answer: fn(&str) -> Vec<u8>) -> Script {
 }
 
 fn config(up: &str) -> String {
-    format!(
-        "routes:
-  - name: models
-    match: {{ path_prefix: /model }}
-    upstream: {up}
-    namespace: models
-keys:
-  - id: K1
-    owner: bob
-    secret_hash: {hash}
-    grants:
-      - {{ namespace: models, actions: [create, read, update, delete] }}
-",
-        hash = secret_hash(SECRET)
+    model_route_body(
+        up,
+        "{ namespace: models, actions: [create, read, update, delete] }",
     )
 }
 

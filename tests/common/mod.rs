@@ -485,20 +485,29 @@ pub fn basic(id: &str, secret: &str) -> String {
 /// upstream, and key `K1` (owner bob) with models:read,create on
 /// `/model/ABC-*`.
 pub fn standard_body(upstream: &Upstream) -> String {
+    model_route_body(
+        &upstream.url(),
+        "{ namespace: models, actions: [create, read], resources: [\"/model/ABC-*\"] }",
+    )
+}
+
+/// One route `/model` (namespace `models`) to `upstream_url`, and key `K1`
+/// (owner bob, secret [`SECRET`]) with the one grant `grant` (a YAML flow
+/// mapping).
+pub fn model_route_body(upstream_url: &str, grant: &str) -> String {
     format!(
         "routes:
   - name: models
     match: {{ path_prefix: /model }}
-    upstream: {up}
+    upstream: {upstream_url}
     namespace: models
 keys:
   - id: K1
     owner: bob
     secret_hash: {hash}
     grants:
-      - {{ namespace: models, actions: [create, read], resources: [\"/model/ABC-*\"] }}
+      - {grant}
 ",
-        up = upstream.url(),
         hash = secret_hash(SECRET)
     )
 }
