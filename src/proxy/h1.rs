@@ -5,6 +5,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+use std::mem::MaybeUninit;
 
 /// Most header lines accepted in a response head.
 pub const MAX_HEADERS: usize = 128;
@@ -135,9 +136,13 @@ pub fn parse_response(
     interim: &mut u32,
 ) -> Result<Option<Head>, ProtoError> {
     loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut slots);
-        let len = match res.parse(buf) {
+        // Uninitialised slots: filling 128 empty headers cost more than
+        // parsing a typical head.
+        let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let len = match httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut res, buf, &mut slots)
+        {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
                 return Err(ProtoError::HeadTooLarge)
@@ -171,8 +176,15 @@ pub fn parse_response(
         // Offsets of names and values in `buf`, so the values can share the
         // frozen head instead of each being copied.
         let base = buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
         let n = res.headers.len();
+        let mut few = [(0usize, 0usize, 0usize, 0usize); 16];
+        let mut many = Vec::new();
+        let spans = if n <= few.len() {
+            &mut few[..n]
+        } else {
+            many.resize(n, (0, 0, 0, 0));
+            &mut many[..]
+        };
         for (slot, h) in spans.iter_mut().zip(res.headers.iter()) {
             let name_at = h.name.as_ptr() as usize - base;
             let value_at = h.value.as_ptr() as usize - base;
@@ -180,7 +192,7 @@ pub fn parse_response(
         }
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(n);
-        for &(na, nl, va, vl) in &spans[..n] {
+        for &(na, nl, va, vl) in spans.iter() {
             let name =
                 HeaderName::from_bytes(&head[na..na + nl]).map_err(|_| ProtoError::BadHead)?;
             let value = HeaderValue::from_maybe_shared(head.slice(va..va + vl))
