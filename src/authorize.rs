@@ -12,7 +12,56 @@ pub struct Grant {
     /// Lower-case action names; `*` means every action.
     pub actions: Vec<String>,
     /// Resource globs over the normalised path; `None` means every path.
-    pub resources: Option<Vec<GlobMatcher>>,
+    pub resources: Option<Vec<Resource>>,
+}
+
+/// One compiled resource glob. The common shapes, a literal path and a
+/// literal followed by one trailing `*` (`/model/ABC-*`), are matched
+/// without the glob's regex; everything else goes through globset.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    glob: GlobMatcher,
+    fast: Fast,
+}
+
+#[derive(Debug, Clone)]
+enum Fast {
+    /// The pattern has no glob syntax: the path must equal it.
+    Exact(String),
+    /// A literal then one `*`: the literal, then anything but `/`.
+    SegmentTail(String),
+    None,
+}
+
+impl Resource {
+    pub fn new(glob: Glob) -> Self {
+        let pattern = glob.glob();
+        let literal = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
+        let fast = match pattern.strip_suffix('*') {
+            Some(head) if literal(head) => Fast::SegmentTail(head.to_string()),
+            _ if literal(pattern) => Fast::Exact(pattern.to_string()),
+            _ => Fast::None,
+        };
+        Resource {
+            glob: glob.compile_matcher(),
+            fast,
+        }
+    }
+
+    /// The glob as configured.
+    pub fn glob(&self) -> &Glob {
+        self.glob.glob()
+    }
+
+    pub fn is_match(&self, path: &str) -> bool {
+        match &self.fast {
+            Fast::Exact(p) => path == p,
+            Fast::SegmentTail(head) => path
+                .strip_prefix(head.as_str())
+                .is_some_and(|rest| !rest.contains('/')),
+            Fast::None => self.glob.is_match(path),
+        }
+    }
 }
 
 /// `*` matches within one path segment, `**` across segments, `?` one
@@ -32,7 +81,7 @@ impl Grant {
             actions: actions.to_vec(),
             resources: resources.map(|list| {
                 list.iter()
-                    .filter_map(|r| compile_glob(r).ok().map(|g| g.compile_matcher()))
+                    .filter_map(|r| compile_glob(r).ok().map(Resource::new))
                     .collect()
             }),
         }
@@ -156,6 +205,54 @@ mod tests {
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn fast_resource_matching_agrees_with_the_glob() {
+        let patterns = [
+            "/model/ABC-*",
+            "/model/ABC-1",
+            "/model/*",
+            "/*",
+            "/model/",
+            "/model/a.b*",
+            "/model/**",
+            "/model/*/files",
+            "/model/ABC-?",
+            "/model/{a,b}*",
+            "/model/[ab]*",
+            "/model/\\*",
+        ];
+        let paths = [
+            "/",
+            "/model",
+            "/model/",
+            "/model/ABC-",
+            "/model/ABC-1",
+            "/model/ABC-12",
+            "/model/ABC-1/",
+            "/model/ABC-1/files",
+            "/model/abc-1",
+            "/model/x/files",
+            "/model/a.b",
+            "/model/a.bc",
+            "/model/axb",
+            "/model/*",
+            "/model/a",
+            "/model/bz",
+            "/modelx",
+            "/model//x",
+        ];
+        let mut fast = 0;
+        for p in patterns {
+            let r = Resource::new(compile_glob(p).unwrap());
+            let plain = compile_glob(p).unwrap().compile_matcher();
+            fast += usize::from(!matches!(r.fast, Fast::None));
+            for path in paths {
+                assert_eq!(r.is_match(path), plain.is_match(path), "{p} on {path}");
+            }
+        }
+        assert_eq!(fast, 6, "the shapes with a fast path");
     }
 
     #[test]
