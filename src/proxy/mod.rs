@@ -66,13 +66,18 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle lists keyed by the upstream's authority as configured
+/// (`Authority`'s own hash folds case byte by byte, which cost more than
+/// the rest of a checkout).
+type IdleMap = HashMap<Box<str>, Vec<Idle>, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub struct Pools {
-    idle: Mutex<HashMap<Authority, Vec<Idle>>>,
+    idle: Mutex<IdleMap>,
 }
 
 impl Pools {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Authority, Vec<Idle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
         // Nothing panics while the map is locked; if it did, the lists are
         // still valid.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
@@ -81,7 +86,7 @@ impl Pools {
     /// The most recently used open connection to `to`, if any.
     fn checkout(&self, to: &Authority) -> Option<Conn> {
         let mut map = self.lock();
-        let list = map.get_mut(to)?;
+        let list = map.get_mut(to.as_str())?;
         while let Some(mut c) = list.pop() {
             if c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_usable() {
                 return Some(c.conn);
@@ -92,9 +97,9 @@ impl Pools {
 
     fn checkin(&self, to: &Authority, conn: Conn) {
         let mut map = self.lock();
-        let list = match map.get_mut(to) {
+        let list = match map.get_mut(to.as_str()) {
             Some(l) => l,
-            None => map.entry(to.clone()).or_default(),
+            None => map.entry(to.as_str().into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(Idle {
