@@ -32,10 +32,12 @@ fn hex_val(b: u8) -> Option<u8> {
 pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_, [u8]>> {
     // Nonces, timestamps, keys and most values have nothing to decode:
     // they are used in place.
-    let Some(plain) = input
-        .iter()
-        .position(|&b| b == b'%' || (plus_is_space && b == b'+'))
-    else {
+    let found = if plus_is_space {
+        memchr::memchr2(b'%', b'+', input)
+    } else {
+        memchr::memchr(b'%', input)
+    };
+    let Some(plain) = found else {
         return Some(Cow::Borrowed(input));
     };
     let mut out = Vec::with_capacity(input.len());
@@ -55,8 +57,25 @@ pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_
     Some(Cow::Owned(out))
 }
 
+/// RFC 9110 `tchar`, as a table: names are scanned a byte at a time.
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+                    | b'`' | b'|' | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
 
 fn skip_ows(b: &[u8], mut i: usize) -> usize {
@@ -109,9 +128,7 @@ pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair<'_>>, Error> {
         }
         i += 1;
         let vstart = i;
-        while i < n && rest[i] != b'"' {
-            i += 1;
-        }
+        i = memchr::memchr(b'"', &rest[i..]).map_or(n, |q| i + q);
         if i >= n {
             return Err(Error::Malformed(
                 "unterminated authorization parameter value",
