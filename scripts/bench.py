@@ -43,6 +43,11 @@ NGINX_PORT = 9443
 HAPROXY_PORTS = {"HS256": 9444, "RS256": 9445, "ES256": 9446}
 PORTCULLIS_PORT = 9447
 PORTCULLIS_ADMIN = 9481
+# A second gateway with the access log off (log.level warn), measured beside
+# the first: the bench's nginx runs with `access_log off`, so these rows do
+# the same work as it does.
+QUIET_PORT = 9448
+QUIET_ADMIN = 9482
 PATH = "/model/ABC-1"
 AUDIENCE = "bench"
 PROXY_CORE = "0"
@@ -326,6 +331,10 @@ jwt:
       public_key_pem: {OUT}/es.pub
 """
     (OUT / "portcullis.yaml").write_text(conf)
+    quiet = (conf.replace(f"127.0.0.1:{PORTCULLIS_PORT}", f"127.0.0.1:{QUIET_PORT}")
+             .replace(f"127.0.0.1:{PORTCULLIS_ADMIN}", f"127.0.0.1:{QUIET_ADMIN}")
+             .replace(f"level: {log_level}", "level: warn"))
+    (OUT / "portcullis-quiet.yaml").write_text(quiet)
 
 
 # --------------------------------------------------------------- load
@@ -370,6 +379,11 @@ def targets(k, pids):
         t.append((f"portcullis jwt {alg} (cached)", pids["portcullis"], pc, "jwt",
                   ["--token-file", str(OUT / f"token-{alg}.txt")]))
     t.append(("portcullis reject (wrong secret, 401)", pids["portcullis"], pc, "reject", cred))
+    quiet = f"https://127.0.0.1:{QUIET_PORT}{PATH}"
+    t += [
+        ("portcullis api_key (Basic), access log off", pids["portcullis-quiet"], quiet, "api_key", cred),
+        ("portcullis oauth1 HMAC-SHA1, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred),
+    ]
     return t
 
 
@@ -412,7 +426,8 @@ def main():
             pids[f"haproxy-{alg}"] = start(f"haproxy-{alg}", ["haproxy", "-db", "-f", str(OUT / f"haproxy-{alg}.cfg")], PROXY_CORE).pid
         pcp = start("portcullis", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis.yaml")], PROXY_CORE, env=env)
         pids["portcullis"] = pcp.pid
-        for port in [NGINX_PORT, PORTCULLIS_PORT, *HAPROXY_PORTS.values()]:
+        pids["portcullis-quiet"] = start("portcullis-quiet", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis-quiet.yaml")], PROXY_CORE, env=env).pid
+        for port in [NGINX_PORT, PORTCULLIS_PORT, QUIET_PORT, *HAPROXY_PORTS.values()]:
             wait_port(port)
         time.sleep(1)
         idle_rss = rss_kib(pcp.pid)
