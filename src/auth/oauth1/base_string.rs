@@ -43,17 +43,20 @@ pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
         None => (rest, ""),
     };
     let (host, port) = split_host_port(authority);
-    let scheme = scheme.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => Some(80u16),
-        "https" => Some(443u16),
-        _ => None,
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        Some(80u16)
+    } else if scheme.eq_ignore_ascii_case("https") {
+        Some(443u16)
+    } else {
+        None
     };
 
+    // Scheme and host are lower-cased in place, without copies of their own.
     let mut out = String::with_capacity(origin.len() + raw_path.len() + 1);
-    out.push_str(&scheme);
+    out.push_str(scheme);
     out.push_str("://");
-    out.push_str(&host.to_ascii_lowercase());
+    out.push_str(host);
+    out.make_ascii_lowercase();
     if let Some(port) = port.filter(|p| !p.is_empty()) {
         let numeric = port
             .bytes()
@@ -64,7 +67,7 @@ pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
             Some(n) if Some(n) == default_port => {}
             Some(n) => {
                 out.push(':');
-                out.push_str(&n.to_string());
+                out.push_str(itoa::Buffer::new().format(n));
             }
             None => {
                 out.push(':');
