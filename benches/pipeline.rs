@@ -102,7 +102,7 @@ fn get(path: &str, auth: Option<(&str, String)>) -> Request<Body> {
 /// The upstream hop, replaced: a 200 with a small body.
 async fn canned(
     _req: Request<Body>,
-    _added: Vec<u8>,
+    _out: portcullis::proxy::Outbound,
     _timeout: Duration,
 ) -> Result<Response<Body>, GatewayError> {
     Ok(Response::new(full(Bytes::from_static(b"ok\n"))))

@@ -29,8 +29,8 @@ use crate::error::{err, Code, GatewayError};
 use bytes::Bytes;
 use conn::{BodyWriter, Conn, GiveBack, UpstreamBody};
 use h1::ReqFraming;
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Method, Request, Response, Uri};
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Body as HttpBody;
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
@@ -133,27 +133,38 @@ impl Upstreams {
         Self::default()
     }
 
-    /// The upstream URI for a normalised path and the (rewritten) query.
-    pub fn target(
+    /// Where a request goes upstream: the upstream's authority, and the
+    /// request target for a normalised path and the (rewritten) query.
+    pub fn outbound(
         upstream: &Upstream,
         path: &str,
         query: Option<&str>,
-    ) -> Result<Uri, GatewayError> {
-        let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + 1);
-        pq.push_str(&upstream.base_path);
-        pq.push_str(path);
+        added: Vec<u8>,
+    ) -> Result<Outbound, GatewayError> {
+        let mut target = String::with_capacity(upstream.base_path.len() + path.len() + 1);
+        target.push_str(&upstream.base_path);
+        target.push_str(path);
         if let Some(q) = query.filter(|q| !q.is_empty()) {
-            pq.push('?');
-            pq.push_str(q);
+            target.push('?');
+            target.push_str(q);
         }
-        let pq = PathAndQuery::try_from(pq)
-            .map_err(|_| err(Code::InvalidPath, "the path cannot be forwarded"))?;
-        Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(upstream.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| err(Code::Internal, "the upstream URL cannot be built"))
+        // It goes into the request line as is. Visible ASCII without `#`
+        // (what the normalised path and a query usually are) passes at
+        // once; anything else must be what `http` accepts in a request
+        // target, which also bounds the length. `http` would cut a `#` off
+        // its own copy, not ours, so a `#` is refused outright.
+        let plain = target.len() < usize::from(u16::MAX)
+            && target.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        let valid =
+            plain || (!target.contains('#') && PathAndQuery::try_from(target.as_str()).is_ok());
+        if !valid {
+            return Err(err(Code::InvalidPath, "the path cannot be forwarded"));
+        }
+        Ok(Outbound {
+            to: upstream.authority.clone(),
+            target,
+            added,
+        })
     }
 
     /// Close idle connections that timed out (called once a second).
@@ -166,23 +177,19 @@ impl Upstreams {
         self.pools.idle_count()
     }
 
-    /// Send `req` (absolute URI from [`Upstreams::target`]) with the
-    /// header lines `added` after its own headers; the response head must
-    /// arrive within `timeout`. Sets `Host` to the upstream's authority
-    /// unless the request already has one.
+    /// Send `req` to `out.to` with the request target `out.target` (from
+    /// [`Upstreams::outbound`]; the request's own URI is not used) and the
+    /// header lines `out.added` after its own headers; the response head
+    /// must arrive within `timeout`. Sets `Host` to the upstream's
+    /// authority unless the request already has one.
     pub async fn send(
         &self,
         req: Request<Body>,
-        added: &[u8],
+        out: Outbound,
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = req.into_parts();
-        let to = parts
-            .uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| err(Code::Internal, "the upstream URL has no host"))?;
-        let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let Outbound { to, target, added } = out;
         let framing = if body.is_end_stream() {
             ReqFraming::Empty
         } else if let Some(n) = declared_length(&parts.headers) {
@@ -194,13 +201,13 @@ impl Upstreams {
         };
         let out = Outgoing {
             method: &parts.method,
-            target,
+            target: &target,
             headers: &parts.headers,
-            added,
+            added: &added,
             framing,
         };
         let deadline = crate::timer::deadline_in(timeout);
-        self.round_trip(&to, out, body, deadline).await
+        self.round_trip(to, out, body, deadline).await
     }
 
     /// The response head must arrive by `deadline`: a new connection waits
@@ -208,7 +215,7 @@ impl Upstreams {
     /// (no timer-wheel entry per request; see `crate::timer`).
     async fn round_trip(
         &self,
-        to: &Authority,
+        to: Authority,
         out: Outgoing<'_>,
         body: Body,
         deadline: tokio::time::Instant,
@@ -218,11 +225,11 @@ impl Upstreams {
         // upstream go out back to back (see the module notes).
         tokio::task::yield_now().await;
         let idempotent = out.method.is_idempotent();
-        let mut pooled = self.pools.checkout(to);
+        let mut pooled = self.pools.checkout(&to);
         loop {
             let mut conn = match pooled.take() {
                 Some(c) => c,
-                None => match tokio::time::timeout_at(deadline, connect(to)).await {
+                None => match tokio::time::timeout_at(deadline, connect(&to)).await {
                     Ok(io) => Conn::new(io?),
                     Err(_) => return Err(timed_out()),
                 },
@@ -247,7 +254,7 @@ impl Upstreams {
                     }
                     // The upstream closed this idle connection: the next
                     // pooled one, else a new one.
-                    pooled = self.pools.checkout(to);
+                    pooled = self.pools.checkout(&to);
                 }
             }
         }
@@ -255,13 +262,13 @@ impl Upstreams {
 
     fn response(
         &self,
-        to: &Authority,
+        to: Authority,
         conn: Conn,
         writer: Option<BodyWriter>,
         head: h1::Head,
     ) -> Response<Body> {
         let give_back = GiveBack {
-            to: to.clone(),
+            to,
             pools: self.pools.clone(),
         };
         let body = UpstreamBody::new(conn, writer, &head, Some(give_back));
@@ -270,6 +277,16 @@ impl Upstreams {
         *resp.headers_mut() = head.headers;
         resp
     }
+}
+
+/// Where a request goes and the gateway's own header lines for it.
+pub struct Outbound {
+    pub to: Authority,
+    /// The request target (origin form), already checked.
+    pub target: String,
+    /// The gateway's header lines, `name: value\r\n` each
+    /// ([`crate::rewrite::forwarding_lines`]).
+    pub added: Vec<u8>,
 }
 
 /// What goes on the wire for one request.

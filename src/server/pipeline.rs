@@ -7,7 +7,7 @@ use crate::authorize;
 use crate::error::{err, Code, GatewayError};
 use crate::metrics::{CodeLabels, RequestLabels, RouteLabel};
 use crate::path;
-use crate::proxy::{self, Body, Upstreams};
+use crate::proxy::{self, Body, Outbound, Upstreams};
 use crate::rewrite::{self, Forwarding};
 use crate::routes::{host_without_port, Route};
 use crate::state::{Gateway, Snapshot};
@@ -42,8 +42,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let upstreams = gw.upstreams.clone();
-    let forward = move |req: Request<Body>, added: Vec<u8>, timeout: Duration| async move {
-        let mut resp = upstreams.send(req, &added, timeout).await?;
+    let forward = move |req: Request<Body>, out: Outbound, timeout: Duration| async move {
+        let mut resp = upstreams.send(req, out, timeout).await?;
         rewrite::strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     };
@@ -52,8 +52,8 @@ pub async fn handle(
 
 /// The whole request flow with the upstream hop given as `forward`: the
 /// server passes the pooled client, the pipeline benchmark a canned answer.
-/// `forward` gets the request and the gateway's own header lines for it
-/// (see [`rewrite::forwarding_lines`]).
+/// `forward` gets the request, where it goes and the gateway's own header
+/// lines for it (see [`Upstreams::outbound`]).
 #[doc(hidden)]
 pub async fn handle_with<F, Fut>(
     gw: Arc<Gateway>,
@@ -63,7 +63,7 @@ pub async fn handle_with<F, Fut>(
     forward: F,
 ) -> Result<Response<Body>, Infallible>
 where
-    F: FnOnce(Request<Body>, Vec<u8>, Duration) -> Fut,
+    F: FnOnce(Request<Body>, Outbound, Duration) -> Fut,
     Fut: Future<Output = Result<Response<Body>, GatewayError>>,
 {
     let started = Instant::now();
@@ -113,18 +113,32 @@ where
         .insert(HeaderName::from_static("x-request-id"), request_id.clone());
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
-    let route_label = match out.route {
-        Some(r) => r.label.clone(),
-        None => NO_ROUTE.with(RouteLabel::clone),
+    let count = |route: RouteLabel| {
+        gw.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route,
+                decision: out.decision,
+                status,
+            })
+            .inc();
     };
-    gw.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route_label,
-            decision: out.decision,
-            status,
-        })
-        .inc();
+    match out.route {
+        Some(r) if status == 200 && out.decision == "allowed" => {
+            r.allowed_200
+                .get_or_init(|| {
+                    let labels = RequestLabels {
+                        route: r.label.clone(),
+                        decision: "allowed",
+                        status: 200,
+                    };
+                    gw.metrics.requests.get_or_create(&labels).clone()
+                })
+                .inc();
+        }
+        Some(r) => count(r.label.clone()),
+        None => count(NO_ROUTE.with(RouteLabel::clone)),
+    }
     gw.metrics.latency.observe(elapsed.as_secs_f64());
     crate::logging::access(&crate::logging::AccessLine {
         request_id: request_id.to_str().unwrap_or(""),
@@ -152,7 +166,7 @@ async fn pipeline<'s, F, Fut>(
     forward: F,
 ) -> Result<Response<Body>, GatewayError>
 where
-    F: FnOnce(Request<Body>, Vec<u8>, Duration) -> Fut,
+    F: FnOnce(Request<Body>, Outbound, Duration) -> Fut,
     Fut: Future<Output = Result<Response<Body>, GatewayError>>,
 {
     check_framing(req.headers())?;
@@ -196,7 +210,6 @@ where
         .as_ref()
         .ok_or_else(|| err(Code::Internal, "the route has no upstream"))?;
     let query = strip_credential_params(parts.uri.query());
-    let target = Upstreams::target(upstream, &path, query.as_deref())?;
     rewrite::strip_hop_by_hop(&mut parts.headers);
     rewrite::strip_untrusted(&mut parts.headers);
     let added = rewrite::forwarding_lines(
@@ -215,16 +228,16 @@ where
                 parts.headers.insert(HOST, v);
             }
         }
-        // hyper sets Host from the upstream URI.
+        // The upstream client sets Host to the upstream's authority.
         _ => {
             parts.headers.remove(HOST);
         }
     }
-    parts.uri = target;
+    let outbound = Upstreams::outbound(upstream, &path, query.as_deref(), added)?;
     parts.version = Version::HTTP_11;
     forward(
         Request::from_parts(parts, body),
-        added,
+        outbound,
         snap.settings.limits.upstream_timeout,
     )
     .await
