@@ -311,19 +311,21 @@ impl<'a> Collected<'a> {
     }
 }
 
+/// The `oauth_*` values, borrowed from the collected parameters; only the
+/// ones [`OAuthParams`] keeps are copied.
 #[derive(Default)]
-struct Fields {
-    consumer_key: Option<String>,
-    token: Option<String>,
-    signature_method: Option<String>,
-    signature: Option<String>,
-    timestamp: Option<String>,
-    nonce: Option<String>,
-    version: Option<String>,
-    body_hash: Option<String>,
+struct Fields<'c> {
+    consumer_key: Option<&'c str>,
+    token: Option<&'c str>,
+    signature_method: Option<&'c str>,
+    signature: Option<&'c str>,
+    timestamp: Option<&'c str>,
+    nonce: Option<&'c str>,
+    version: Option<&'c str>,
+    body_hash: Option<&'c str>,
 }
 
-fn required(v: Option<String>, what: &'static str) -> Result<String, Error> {
+fn required<'c>(v: Option<&'c str>, what: &'static str) -> Result<&'c str, Error> {
     v.filter(|s| !s.is_empty()).ok_or(Error::Malformed(what))
 }
 
@@ -353,12 +355,12 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         };
         let value = std::str::from_utf8(value)
             .map_err(|_| Error::Malformed("oauth parameter is not UTF-8"))?;
-        *slot = Some(value.to_owned());
+        *slot = Some(value);
     }
-    if f.version.as_deref().is_some_and(|v| v != "1.0") {
+    if f.version.is_some_and(|v| v != "1.0") {
         return Err(Error::UnsupportedParameter("oauth_version is not 1.0"));
     }
-    if f.token.as_deref().is_some_and(|t| !t.is_empty()) {
+    if f.token.is_some_and(|t| !t.is_empty()) {
         return Err(Error::UnsupportedParameter(
             "oauth_token (three-legged) not supported",
         ));
@@ -375,7 +377,7 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         .parse()
         .map_err(|_| Error::Malformed("oauth_timestamp is not a decimal integer"))?;
     let signature_method =
-        SignatureMethod::from_wire(&method).ok_or(Error::UnsupportedSignatureMethod)?;
+        SignatureMethod::from_wire(method).ok_or(Error::UnsupportedSignatureMethod)?;
     let realm = c
         .header
         .iter()
@@ -383,12 +385,12 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
 
     Ok(OAuthParams {
-        consumer_key,
-        nonce,
+        consumer_key: consumer_key.to_owned(),
+        nonce: nonce.to_owned(),
         timestamp,
         signature_method,
-        signature,
-        body_hash: f.body_hash,
+        signature: signature.to_owned(),
+        body_hash: f.body_hash.map(str::to_owned),
         location,
         realm,
         normalized_params: c.normalized(),
