@@ -280,6 +280,7 @@ impl Upstreams {
 }
 
 /// Where a request goes and the gateway's own header lines for it.
+#[derive(Debug)]
 pub struct Outbound {
     pub to: Authority,
     /// The request target (origin form), already checked.
@@ -346,4 +347,38 @@ fn unreachable() -> GatewayError {
         Code::UpstreamUnavailable,
         "the upstream service could not be reached",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(base_path: &str) -> Upstream {
+        Upstream {
+            authority: Authority::from_static("127.0.0.1:9000"),
+            base_path: base_path.to_string(),
+        }
+    }
+
+    #[test]
+    fn outbound_targets_join_base_path_path_and_query() {
+        let out =
+            Upstreams::outbound(&upstream("/api"), "/model/x", Some("a=1&b"), vec![]).unwrap();
+        assert_eq!(out.target, "/api/model/x?a=1&b");
+        assert_eq!(out.to.as_str(), "127.0.0.1:9000");
+        let out = Upstreams::outbound(&upstream(""), "/m", Some(""), b"x: y\r\n".to_vec()).unwrap();
+        assert_eq!(out.target, "/m");
+        assert_eq!(out.added, b"x: y\r\n");
+        // Raw UTF-8 in a query (hyper lets it through) is forwarded as before.
+        let out = Upstreams::outbound(&upstream(""), "/m", Some("q=\u{e9}"), vec![]).unwrap();
+        assert_eq!(out.target, "/m?q=\u{e9}");
+    }
+
+    #[test]
+    fn outbound_targets_that_could_break_the_request_line_are_refused() {
+        for query in ["a b", "a\r\nx: y", "a\nb", "a\u{7f}", "frag#x", "a\tb"] {
+            let e = Upstreams::outbound(&upstream(""), "/m", Some(query), vec![]).unwrap_err();
+            assert_eq!(e.code, Code::InvalidPath, "{query:?}");
+        }
+    }
 }
