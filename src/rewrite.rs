@@ -196,17 +196,22 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding) -> Vec<u8> {
             line(&mut out, "x-auth-grants", g.as_bytes());
         }
     }
-    let mut xff = Vec::with_capacity(48);
     if let Entry::Occupied(e) = headers.entry(X_FORWARDED_FOR) {
+        let mut xff = Vec::with_capacity(48);
         for prior in e.remove_entry_mult().1 {
             if let Ok(p) = prior.to_str() {
                 xff.extend_from_slice(p.as_bytes());
                 xff.extend_from_slice(b", ");
             }
         }
+        push_ip(&mut xff, f.client_ip);
+        line(&mut out, X_FORWARDED_FOR, &xff);
+    } else {
+        // An address's text needs no encoding.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        push_ip(&mut out, f.client_ip);
+        out.extend_from_slice(b"\r\n");
     }
-    push_ip(&mut xff, f.client_ip);
-    line(&mut out, X_FORWARDED_FOR, &xff);
     out.extend_from_slice(b"x-forwarded-proto: https\r\n");
     if let Some(h) = f.host {
         line(&mut out, "x-forwarded-host", h.as_bytes());
