@@ -22,6 +22,29 @@ fn bench_replay(c: &mut Criterion) {
         })
     });
 
+    // Steady state: a clock that advances one second every `rate` fresh
+    // nonces, started two windows in the past so buckets expire during
+    // the run. 1000/s with a 300 s window holds about 350k live nonces
+    // (like the soak); 70k/s with a 60 s window about 5M (the load bench's
+    // gateway if it ran at full speed for more than a window).
+    for (name, window, rate) in [
+        ("replay/insert_steady_350k", WINDOW, 1000),
+        ("replay/insert_steady_5m", 60, 70_000),
+    ] {
+        let store = MemoryNonceStore::new(window, 16_000_000);
+        let mut i: u64 = 0;
+        let insert = |store: &MemoryNonceStore, i: &mut u64| {
+            *i += 1;
+            let now = NOW + *i / rate;
+            let nonce = i.to_string();
+            store.check_and_insert_sync("bench-key", black_box(&nonce), now, now)
+        };
+        for _ in 0..(2 * window * rate) {
+            let _ = insert(&store, &mut i);
+        }
+        c.bench_function(name, |b| b.iter(|| insert(&store, &mut i)));
+    }
+
     // Check of a replayed nonce (store holds 100k entries).
     let store = MemoryNonceStore::new(WINDOW, 1_000_000);
     for n in 0..100_000u64 {

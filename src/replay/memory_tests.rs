@@ -172,6 +172,84 @@ fn ring_covers_whole_window() {
 }
 
 #[test]
+fn a_nonce_stays_used_whatever_timestamp_it_comes_back_with() {
+    let s = MemoryNonceStore::new(W, 1000);
+    let now = 10_000;
+    // Used at the oldest acceptable timestamp, replayed at the newest (and
+    // the other way round): different buckets, same table entry.
+    assert_eq!(s.check_and_insert_sync("k", "a", now - W, now), Ok(()));
+    assert_eq!(
+        s.check_and_insert_sync("k", "a", now + W, now),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(s.check_and_insert_sync("k", "b", now + W, now), Ok(()));
+    assert_eq!(
+        s.check_and_insert_sync("k", "b", now - W, now),
+        Err(ReplayError::Replayed)
+    );
+    // Another key may use the same nonce.
+    assert_eq!(s.check_and_insert_sync("k2", "a", now, now), Ok(()));
+    assert_eq!(s.len(), 3);
+}
+
+#[test]
+fn expiry_drops_exactly_the_expired_buckets() {
+    let s = MemoryNonceStore::new(W, 1_000_000);
+    let now = 100_000;
+    // 100 nonces a second over a whole window of timestamps: every bucket
+    // of every shard holds entries.
+    let ts_of = |i: u64| now - W + i % (2 * W + 1);
+    for i in 0..60_000u64 {
+        assert_eq!(
+            s.check_and_insert_sync("k", &format!("n{i}"), ts_of(i), now),
+            Ok(())
+        );
+    }
+    // Half a window later, the entries whose bucket has ended are gone and
+    // usable again; every entry whose timestamp is still acceptable is
+    // still refused.
+    let later = now + W / 2;
+    s.purge(later);
+    let mut dropped = 0;
+    for i in 0..60_000u64 {
+        let ts = ts_of(i);
+        let expiry = ts + W;
+        let bucket_end = (expiry / s.width + 1) * s.width;
+        let again = s.check_and_insert_sync("k", &format!("n{i}"), later, later);
+        if bucket_end <= later {
+            assert_eq!(again, Ok(()), "ts {ts} should have been dropped");
+            dropped += 1;
+        } else {
+            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts}");
+        }
+        // Kept at least until it expires.
+        if expiry >= later {
+            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts} expired early");
+        }
+    }
+    assert!(dropped > 0);
+    assert_eq!(s.len(), 60_000);
+}
+
+#[test]
+fn memory_is_given_back_when_traffic_stops() {
+    let s = MemoryNonceStore::new(W, 1_000_000);
+    let now = 100_000;
+    for i in 0..200_000u64 {
+        assert_eq!(
+            s.check_and_insert_sync("k", &format!("n{i}"), now, now),
+            Ok(())
+        );
+    }
+    let full = s.heap_bytes();
+    assert!(full > 200_000 * 9, "{full}");
+    s.purge(now + 2 * W + s.width);
+    assert_eq!(s.len(), 0);
+    let after = s.heap_bytes();
+    assert!(after < full / 50, "{full} -> {after}");
+}
+
+#[test]
 fn zero_window() {
     let s = MemoryNonceStore::new(0, 10);
     assert_eq!(s.check_and_insert_sync("k", "n", 5, 5), Ok(()));
