@@ -49,6 +49,21 @@ fn bench_oauth1(c: &mut Criterion) {
             )
         })
     });
+    // The gateway's path: HMAC-SHA1 keyed once per key.
+    let keyed = oauth1::KeyedSha1::new(SECRET);
+    c.bench_function("oauth1/verify_keyed_hmac_sha1", |b| {
+        b.iter(|| {
+            oauth1::verify_keyed(
+                black_box(&req),
+                black_box(&params),
+                SECRET,
+                keyed.as_ref(),
+                false,
+                None,
+                false,
+            )
+        })
+    });
     c.bench_function("oauth1/parse_and_verify", |b| {
         b.iter(|| {
             oauth1::parse(black_box(&req))

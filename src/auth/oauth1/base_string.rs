@@ -1,27 +1,73 @@
 //! Parameter encoding (§3.6), base string URI (§3.4.1.2), normalised
 //! parameters (§3.4.1.3.2) and the signature base string (§3.4.1.1).
 
-use percent_encoding::{percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::cmp::Ordering;
 
-/// Everything except the unreserved set `A-Za-z0-9-._~` is `%XX` encoded
-/// (upper-case hex) on the UTF-8 bytes.
-const OAUTH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// The unreserved set `A-Za-z0-9-._~`: kept as is by §3.6, every other
+/// byte is `%XX` encoded. A table, as encoding looks at every byte.
+const UNRESERVED: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    t
+};
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+fn is_unreserved(b: u8) -> bool {
+    UNRESERVED[usize::from(b)]
+}
 
 /// RFC 5849 §3.6 percent-encoding of raw bytes.
 pub fn encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
+    let mut out = Vec::with_capacity(bytes.len());
     encode_into(&mut out, bytes);
-    out
+    ascii_string(out)
 }
 
-/// Appends the §3.6 encoding of `bytes` to `out`.
-pub(crate) fn encode_into(out: &mut String, bytes: &[u8]) {
-    for chunk in percent_encode(bytes, OAUTH_ENCODE) {
-        out.push_str(chunk);
+/// Appends the §3.6 encoding of `bytes` (UTF-8 or not) to `out`, upper-case
+/// hex. Runs of unreserved bytes, most of the input, are copied at once.
+/// Bytes rather than a `String`: safe code would otherwise re-check every
+/// run as UTF-8.
+pub(crate) fn encode_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    let mut rest = bytes;
+    loop {
+        let run = rest
+            .iter()
+            .position(|&b| !is_unreserved(b))
+            .unwrap_or(rest.len());
+        let (plain, tail) = rest.split_at(run);
+        out.extend_from_slice(plain);
+        let Some((&b, tail)) = tail.split_first() else {
+            return;
+        };
+        out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        rest = tail;
+    }
+}
+
+/// The `String` of encoded output, which is all ASCII (one check of the
+/// whole, instead of one per piece).
+pub(crate) fn ascii_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Orders raw byte strings as their §3.6 encodings would be ordered,
+/// without encoding them. Encoding maps a byte to itself (unreserved) or to
+/// `%` and two upper-case hex digits; `%` sorts below every unreserved
+/// byte, upper-case hex sorts as the byte's value, and no encoded byte is a
+/// prefix of another's encoding. So the first differing raw byte decides,
+/// ranked by (unreserved, value); otherwise the shorter string is first.
+fn cmp_encoded(a: &[u8], b: &[u8]) -> Ordering {
+    match a.iter().zip(b).find(|(x, y)| x != y) {
+        Some((&x, &y)) => (is_unreserved(x), x).cmp(&(is_unreserved(y), y)),
+        None => a.len().cmp(&b.len()),
     }
 }
 
@@ -30,6 +76,14 @@ pub(crate) fn encode_into(out: &mut String, bytes: &[u8]) {
 /// (80 for http, 443 for https) dropped, empty path → `/`. The path is
 /// used exactly as sent.
 pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
+    let mut out = String::with_capacity(origin.len() + raw_path.len() + 1);
+    write_base_string_uri(origin, raw_path, |piece| out.push_str(piece));
+    out
+}
+
+/// [`base_string_uri`], handed to `put` piece by piece, so that the
+/// signature base string can encode it without a copy of its own.
+fn write_base_string_uri(origin: &str, raw_path: &str, mut put: impl FnMut(&str)) {
     let (scheme, rest) = match origin.find("://") {
         Some(i) => (
             origin.get(..i).unwrap_or(""),
@@ -51,12 +105,9 @@ pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
         None
     };
 
-    // Scheme and host are lower-cased in place, without copies of their own.
-    let mut out = String::with_capacity(origin.len() + raw_path.len() + 1);
-    out.push_str(scheme);
-    out.push_str("://");
-    out.push_str(host);
-    out.make_ascii_lowercase();
+    put(&lower(scheme));
+    put("://");
+    put(&lower(host));
     if let Some(port) = port.filter(|p| !p.is_empty()) {
         let numeric = port
             .bytes()
@@ -66,24 +117,33 @@ pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
         match numeric {
             Some(n) if Some(n) == default_port => {}
             Some(n) => {
-                out.push(':');
-                out.push_str(itoa::Buffer::new().format(n));
+                put(":");
+                put(itoa::Buffer::new().format(n));
             }
             None => {
-                out.push(':');
-                out.push_str(port);
+                put(":");
+                put(port);
             }
         }
     }
-    out.push_str(prefix);
+    put(prefix);
     if raw_path.is_empty() {
         if prefix.is_empty() {
-            out.push('/');
+            put("/");
         }
     } else {
-        out.push_str(raw_path);
+        put(raw_path);
     }
-    out
+}
+
+/// ASCII lower-case, copied only when there is an upper-case letter (the
+/// scheme and host usually have none).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Splits `host[:port]` / `[v6]:port`; the port is the text after the colon.
@@ -109,52 +169,74 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
 
 /// Normalised parameters (§3.4.1.3.2) from decoded name/value pairs: each
 /// encoded, sorted by encoded name then encoded value, `name=value` joined
-/// with `&`.
+/// with `&`. The pairs are sorted raw ([`cmp_encoded`]) and encoded once,
+/// straight into the result.
 pub(crate) fn normalize<'a, I>(pairs: I) -> String
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
-    // Every name and value encoded into one buffer; the pairs are sorted
-    // as (name, value) ranges of it, then joined.
     // Room for a typical request's seven `oauth_*` parameters and a few
-    // more, so neither grows on the common path.
-    let mut buf = String::with_capacity(256);
-    let mut spans: Vec<(usize, usize, usize)> = Vec::with_capacity(12);
-    for (n, v) in pairs {
-        let start = buf.len();
-        encode_into(&mut buf, n);
-        let mid = buf.len();
-        encode_into(&mut buf, v);
-        spans.push((start, mid, buf.len()));
-    }
-    let part = |a: usize, b: usize| buf.get(a..b).unwrap_or_default();
-    spans.sort_unstable_by(|x, y| {
-        (part(x.0, x.1), part(x.1, x.2)).cmp(&(part(y.0, y.1), part(y.1, y.2)))
-    });
-    let mut out = String::with_capacity(buf.len() + 2 * spans.len());
-    for (i, &(a, m, b)) in spans.iter().enumerate() {
+    // more, so that it does not grow on the common path.
+    let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(12);
+    sorted.extend(pairs);
+    sorted.sort_unstable_by(|x, y| cmp_encoded(x.0, y.0).then_with(|| cmp_encoded(x.1, y.1)));
+    let raw: usize = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(raw + raw / 2);
+    for (i, (name, value)) in sorted.into_iter().enumerate() {
         if i > 0 {
-            out.push('&');
+            out.push(b'&');
         }
-        out.push_str(part(a, m));
-        out.push('=');
-        out.push_str(part(m, b));
+        encode_into(&mut out, name);
+        out.push(b'=');
+        encode_into(&mut out, value);
     }
-    out
+    ascii_string(out)
 }
 
 /// Signature base string: `enc(METHOD)&enc(base_uri)&enc(normalized)`.
 pub(crate) fn build(method: &str, origin: &str, raw_path: &str, normalized: &str) -> String {
-    let uri = base_string_uri(origin, raw_path);
-    let mut out = String::with_capacity(method.len() + 3 * (uri.len() + normalized.len()) / 2 + 2);
+    let mut out = Vec::new();
+    build_into(&mut out, method, origin, raw_path, normalized);
+    ascii_string(out)
+}
+
+/// [`build`] appended to `out`, whose allocation can then be reused.
+fn build_into(out: &mut Vec<u8>, method: &str, origin: &str, raw_path: &str, normalized: &str) {
+    // Most bytes are unreserved; `%XX` escapes take the rest of the slack.
+    out.reserve(method.len() + 3 * (origin.len() + raw_path.len() + normalized.len()) / 2 + 4);
     if method.bytes().any(|b| b.is_ascii_lowercase()) {
-        encode_into(&mut out, method.to_ascii_uppercase().as_bytes());
+        encode_into(out, method.to_ascii_uppercase().as_bytes());
     } else {
-        encode_into(&mut out, method.as_bytes());
+        encode_into(out, method.as_bytes());
     }
-    out.push('&');
-    encode_into(&mut out, uri.as_bytes());
-    out.push('&');
-    encode_into(&mut out, normalized.as_bytes());
-    out
+    out.push(b'&');
+    write_base_string_uri(origin, raw_path, |piece| encode_into(out, piece.as_bytes()));
+    out.push(b'&');
+    encode_into(out, normalized.as_bytes());
+}
+
+/// Runs `f` on the signature base string, built in a per-thread buffer:
+/// verifying a request only hashes it, so it needs no allocation of its own.
+pub(crate) fn with_built<R>(
+    method: &str,
+    origin: &str,
+    raw_path: &str,
+    normalized: &str,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    /// A larger buffer (a request with a huge query or form body) is freed
+    /// rather than kept for the thread's lifetime.
+    const KEEP: usize = 16 * 1024;
+    thread_local! {
+        static BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
+    // Taken out while in use, so a nested call would simply start afresh.
+    let mut buf = BUF.take();
+    buf.clear();
+    build_into(&mut buf, method, origin, raw_path, normalized);
+    let r = f(&buf);
+    if buf.capacity() <= KEEP {
+        BUF.set(buf);
+    }
+    r
 }

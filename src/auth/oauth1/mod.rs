@@ -34,6 +34,8 @@ mod oauthlib_vectors;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_encoding;
+#[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
 mod tests_oauthlib;

@@ -2,7 +2,6 @@
 
 use super::{base_string, Location, OAuth1Error, OAuthParams, SignatureMethod, SignedRequest};
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 /// Longest accepted Authorization header value (bytes); longer is refused
 /// before any parsing.
@@ -268,9 +267,15 @@ impl<'a> Collected<'a> {
             }
         }
         // No name in both query and body.
+        // A sorted list and binary search: no hashing for these few names.
         if !self.query.is_empty() && !self.body.is_empty() {
-            let names: HashSet<&[u8]> = self.query.iter().map(|(n, _)| n.as_ref()).collect();
-            if self.body.iter().any(|(n, _)| names.contains(n.as_ref())) {
+            let mut names: Vec<&[u8]> = self.query.iter().map(|(n, _)| n.as_ref()).collect();
+            names.sort_unstable();
+            if self
+                .body
+                .iter()
+                .any(|(n, _)| names.binary_search(&n.as_ref()).is_ok())
+            {
                 return Err(Error::DuplicateParameter(
                     "parameter in both query and body",
                 ));

@@ -16,11 +16,11 @@ type Error = OAuth1Error;
 
 /// Signing key / PLAINTEXT signature: `enc(consumer_secret)&enc(token_secret)`.
 pub(crate) fn signing_key(consumer_secret: &[u8], token_secret: &[u8]) -> String {
-    let mut key = String::with_capacity(consumer_secret.len() + token_secret.len() + 1);
+    let mut key = Vec::with_capacity(consumer_secret.len() + token_secret.len() + 1);
     encode_into(&mut key, consumer_secret);
-    key.push('&');
+    key.push(b'&');
     encode_into(&mut key, token_secret);
-    key
+    base_string::ascii_string(key)
 }
 
 fn mac<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
@@ -135,21 +135,39 @@ pub fn verify(
             }
         }
         method => {
-            let tag = STANDARD
-                .decode(p.signature.as_bytes())
-                .map_err(|_| Error::InvalidSignature("signature is not base64"))?;
-            let base = super::signature_base_string(req, p);
-            let ok = match (method, keyed) {
-                (SignatureMethod::HmacSha1, Some(k)) => {
-                    let mut m = k.0.clone();
-                    m.update(base.as_bytes());
-                    m.verify_slice(&tag).is_ok()
-                }
-                _ => {
-                    let key = signing_key(consumer_secret, b"");
-                    hmac_verify(method, key.as_bytes(), base.as_bytes(), &tag)
-                }
+            // Decoded on the stack when it can be an HMAC tag at all (up to
+            // 64 bytes; 88 characters never decode to more than 66).
+            let mut stack = [0u8; 66];
+            let heap;
+            const NOT_BASE64: Error = Error::InvalidSignature("signature is not base64");
+            let tag: &[u8] = if p.signature.len() <= 88 {
+                let n = STANDARD
+                    .decode_slice(p.signature.as_bytes(), &mut stack)
+                    .map_err(|_| NOT_BASE64)?;
+                stack.get(..n).unwrap_or_default()
+            } else {
+                heap = STANDARD
+                    .decode(p.signature.as_bytes())
+                    .map_err(|_| NOT_BASE64)?;
+                &heap
             };
+            let ok = base_string::with_built(
+                req.method,
+                req.origin,
+                req.raw_path,
+                &p.normalized_params,
+                |base| match (method, keyed) {
+                    (SignatureMethod::HmacSha1, Some(k)) => {
+                        let mut m = k.0.clone();
+                        m.update(base);
+                        m.verify_slice(tag).is_ok()
+                    }
+                    _ => {
+                        let key = signing_key(consumer_secret, b"");
+                        hmac_verify(method, key.as_bytes(), base, tag)
+                    }
+                },
+            );
             if !ok {
                 return Err(Error::InvalidSignature("signature mismatch"));
             }
@@ -291,7 +309,7 @@ pub fn sign_request(input: &SignInput) -> Result<String, Error> {
         }
         header.push_str(name);
         header.push_str("=\"");
-        encode_into(&mut header, value.as_bytes());
+        header.push_str(&base_string::encode(value.as_bytes()));
         header.push('"');
     }
     Ok(header)
