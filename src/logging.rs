@@ -132,6 +132,8 @@ pub struct AccessLine<'a> {
     pub status: u16,
     pub error: &'a str,
     pub latency_us: u64,
+    /// When the request was done: the line's timestamp.
+    pub at: std::time::Instant,
 }
 
 /// Log one request, target `portcullis::access` at INFO.
@@ -180,13 +182,11 @@ thread_local! {
 
 /// `2026-11-22T20:21:34.833532Z`, as tracing-subscriber's `SystemTime`.
 /// The part up to the second is formatted once a second per thread.
-fn timestamp(out: &mut Vec<u8>) {
+fn timestamp(out: &mut Vec<u8>, at: std::time::Instant) {
     thread_local! {
         static PREFIX: std::cell::Cell<(u64, [u8; 20])> = const { std::cell::Cell::new((u64::MAX, [0; 20])) };
     }
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = crate::clock::since_epoch(at);
     let (secs, us) = (since.as_secs(), since.subsec_micros());
     let (cached, mut prefix) = PREFIX.get();
     if cached != secs {
@@ -224,7 +224,7 @@ fn debug_str(out: &mut Vec<u8>, v: &str) {
 }
 
 fn text_line(out: &mut Vec<u8>, l: &AccessLine) {
-    timestamp(out);
+    timestamp(out, l.at);
     out.extend_from_slice(b"  INFO portcullis::access: request_id=");
     debug_str(out, l.request_id);
     out.extend_from_slice(b" client=");
@@ -274,7 +274,7 @@ fn json_str(out: &mut Vec<u8>, v: &str) {
 
 fn json_line(out: &mut Vec<u8>, l: &AccessLine) {
     out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out);
+    timestamp(out, l.at);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"request_id\":");
     json_str(out, l.request_id);
     out.extend_from_slice(b",\"client\":\"");
@@ -308,7 +308,7 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         for _ in 0..3 {
             let mut out = Vec::new();
-            timestamp(&mut out);
+            timestamp(&mut out, std::time::Instant::now());
             let text = String::from_utf8(out).unwrap();
             assert_eq!(text.len(), 27, "{text}");
             assert!(text.ends_with('Z'));
@@ -334,6 +334,7 @@ mod tests {
             status: 200,
             error: "-",
             latency_us: 42,
+            at: std::time::Instant::now(),
         }
     }
 

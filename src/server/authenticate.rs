@@ -56,6 +56,8 @@ pub struct AuthRequest<'a> {
     pub parts: &'a Parts,
     /// The host the client named (with port), if any.
     pub host: Option<&'a str>,
+    /// When the request arrived: credentials are checked against this time.
+    pub arrived: std::time::Instant,
 }
 
 /// What the synchronous look at the request decided.
@@ -105,7 +107,7 @@ pub async fn authenticate(
     req: &AuthRequest<'_>,
     body: &mut Body,
 ) -> Result<Identity, GatewayError> {
-    let now = auth::now_unix();
+    let now = crate::clock::unix_secs(req.arrived);
     let parts = req.parts;
     let limits = &snap.settings.limits;
     match plan(snap, route, parts, now)? {

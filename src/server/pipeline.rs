@@ -84,7 +84,17 @@ where
             "the request is framed two ways (Content-Length with Transfer-Encoding, or Content-Length twice)",
         ))
     } else {
-        pipeline(&gw, &snap, peer, &request_id, req, &mut out, forward).await
+        pipeline(
+            &gw,
+            &snap,
+            peer,
+            &request_id,
+            req,
+            &mut out,
+            started,
+            forward,
+        )
+        .await
     };
     let (mut resp, code) = match result {
         Ok(r) => (r, None),
@@ -111,7 +121,8 @@ where
     };
     resp.headers_mut()
         .insert(HeaderName::from_static("x-request-id"), request_id.clone());
-    let elapsed = started.elapsed();
+    let done = Instant::now();
+    let elapsed = done.saturating_duration_since(started);
     let status = resp.status().as_u16();
     let count = |route: RouteLabel| {
         gw.metrics
@@ -152,6 +163,7 @@ where
         status,
         error: code.map_or("-", Code::as_str),
         latency_us: elapsed.as_micros() as u64,
+        at: done,
     });
     Ok(resp)
 }
@@ -163,6 +175,7 @@ async fn pipeline<'s, F, Fut>(
     request_id: &HeaderValue,
     req: Request<Body>,
     out: &mut Outcome<'s>,
+    started: Instant,
     forward: F,
 ) -> Result<Response<Body>, GatewayError>
 where
@@ -174,7 +187,8 @@ where
     let path =
         path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
     if super::token::is_endpoint(snap, &path) {
-        let (resp, decision) = super::token::serve(snap, req, auth::now_unix()).await?;
+        let (resp, decision) =
+            super::token::serve(snap, req, crate::clock::unix_secs(started)).await?;
         out.decision = decision;
         return Ok(resp);
     }
@@ -191,6 +205,7 @@ where
         let areq = AuthRequest {
             parts: &parts,
             host: host.as_deref(),
+            arrived: started,
         };
         let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
         out.key_id = identity.key_id.clone();
