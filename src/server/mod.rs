@@ -3,6 +3,7 @@
 
 mod authenticate;
 mod framing;
+mod graceful;
 mod pipeline;
 mod redirect;
 mod token;
@@ -14,7 +15,6 @@ use crate::state::Gateway;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -141,7 +141,7 @@ pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builde
 }
 
 async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let graceful = GracefulShutdown::new();
+    let graceful = graceful::Shutdown::new();
     let max = gw.snapshot().settings.limits.max_connections;
     let permits = Arc::new(Semaphore::new(max));
     loop {
@@ -232,7 +232,7 @@ pub(crate) async fn serve_plain(
         &http::Request<hyper::body::Incoming>,
     ) -> http::Response<crate::proxy::Body>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let graceful = graceful::Shutdown::new();
     loop {
         let Some((tcp, _)) = accept(&listener, &mut stop).await else {
             break;
@@ -278,7 +278,7 @@ async fn accept(
     }
 }
 
-pub(crate) async fn drain(graceful: GracefulShutdown, gw: &Gateway) {
+pub(crate) async fn drain(graceful: graceful::Shutdown, gw: &Gateway) {
     let grace = gw.snapshot().settings.limits.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
