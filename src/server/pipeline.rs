@@ -84,17 +84,8 @@ where
             "the request is framed two ways (Content-Length with Transfer-Encoding, or Content-Length twice)",
         ))
     } else {
-        pipeline(
-            &gw,
-            &snap,
-            peer,
-            &request_id,
-            req,
-            &mut out,
-            started,
-            forward,
-        )
-        .await
+        let arrival = Arrival { peer, at: started };
+        pipeline(&gw, &snap, arrival, &request_id, req, &mut out, forward).await
     };
     let (mut resp, code) = match result {
         Ok(r) => (r, None),
@@ -168,14 +159,20 @@ where
     Ok(resp)
 }
 
+/// Who sent a request, and when it arrived.
+#[derive(Clone, Copy)]
+struct Arrival {
+    peer: SocketAddr,
+    at: Instant,
+}
+
 async fn pipeline<'s, F, Fut>(
     gw: &Gateway,
     snap: &'s Snapshot,
-    peer: SocketAddr,
+    arrival: Arrival,
     request_id: &HeaderValue,
     req: Request<Body>,
     out: &mut Outcome<'s>,
-    started: Instant,
     forward: F,
 ) -> Result<Response<Body>, GatewayError>
 where
@@ -188,7 +185,7 @@ where
         path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
     if super::token::is_endpoint(snap, &path) {
         let (resp, decision) =
-            super::token::serve(snap, req, crate::clock::unix_secs(started)).await?;
+            super::token::serve(snap, req, crate::clock::unix_secs(arrival.at)).await?;
         out.decision = decision;
         return Ok(resp);
     }
@@ -205,7 +202,7 @@ where
         let areq = AuthRequest {
             parts: &parts,
             host: host.as_deref(),
-            arrived: started,
+            arrived: arrival.at,
         };
         let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
         out.key_id = identity.key_id.clone();
@@ -232,7 +229,7 @@ where
         &Forwarding {
             identity: identity.as_ref(),
             grants: grants.as_deref(),
-            client_ip: peer.ip(),
+            client_ip: arrival.peer.ip(),
             host: host.as_deref(),
             request_id,
         },
