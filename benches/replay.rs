@@ -40,7 +40,7 @@ fn bench_replay(c: &mut Criterion) {
             store.check_and_insert_sync("bench-key", black_box(&nonce), now, now)
         };
         for _ in 0..(2 * window * rate) {
-            let _ = insert(&store, &mut i);
+            assert!(insert(&store, &mut i).is_ok(), "prefill refused");
         }
         c.bench_function(name, |b| b.iter(|| insert(&store, &mut i)));
     }

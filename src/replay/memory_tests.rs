@@ -210,6 +210,10 @@ fn expiry_drops_exactly_the_expired_buckets() {
     // still refused.
     let later = now + W / 2;
     s.purge(later);
+    // The purge itself dropped entries, and none that had not expired.
+    let kept = (0..60_000u64).filter(|&i| ts_of(i) + W >= later).count();
+    assert!(s.len() < 60_000, "purge dropped nothing");
+    assert!(s.len() >= kept, "{} left, {kept} not expired", s.len());
     let mut dropped = 0;
     for i in 0..60_000u64 {
         let ts = ts_of(i);

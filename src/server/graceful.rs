@@ -50,6 +50,15 @@ impl Shutdown {
     }
 }
 
+impl Drop for Shutdown {
+    /// Dropped without [`Shutdown::shutdown`] (its task was cancelled), the
+    /// channel closes, which wakes every connection: they must look, and
+    /// finish, as hyper-util's watcher would have them.
+    fn drop(&mut self) {
+        self.begun.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Watches one connection for a [`Shutdown`].
 pub(crate) struct Watcher {
     rx: watch::Receiver<()>,
