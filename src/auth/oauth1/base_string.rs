@@ -7,16 +7,23 @@ use std::cmp::Ordering;
 
 /// The unreserved set `A-Za-z0-9-._~`: kept as is by §3.6, every other
 /// byte is `%XX` encoded. A table, as encoding looks at every byte.
-const UNRESERVED: [bool; 256] = {
+const UNRESERVED: [bool; 256] = alnum_and(b"-._~");
+
+/// A byte table: ASCII letters and digits, and `extra`, are `true`.
+pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        t[b] = (b as u8).is_ascii_alphanumeric();
         b += 1;
     }
+    let mut i = 0;
+    while i < extra.len() {
+        t[extra[i] as usize] = true;
+        i += 1;
+    }
     t
-};
+}
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 

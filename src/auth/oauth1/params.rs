@@ -57,33 +57,7 @@ pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_
 }
 
 /// RFC 9110 `tchar`, as a table: names are scanned a byte at a time.
-const TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        b += 1;
-    }
-    t
-};
+const TCHAR: [bool; 256] = base_string::alnum_and(b"!#$%&'*+-.^_`|~");
 
 fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
@@ -400,4 +374,15 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         realm,
         normalized_params: c.normalized(),
     })
+}
+
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn tchar_table_is_rfc_9110_tchar() {
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(super::is_tchar(b), tchar, "byte {b:#04x}");
+        }
+    }
 }
