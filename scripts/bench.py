@@ -511,10 +511,8 @@ def idle_connections(args, pid):
     # mimalloc returns freed pages to the kernel after a delay, but only when
     # the allocator is next called: a gateway left wholly idle keeps the
     # connections' memory. Two seconds of light traffic show what it keeps.
-    light = [str(LOAD), "--url", f"https://127.0.0.1:{PORTCULLIS_PORT}/status", "--mode", "none",
-             "--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{PORTCULLIS_PORT}",
-             "-c", "4", "--rate", "500", "-d", "2s", "--expect-status", "404", "--json"]
-    subprocess.run(["taskset", "-c", LOAD_CORE] + light, capture_output=True, text=True, timeout=60)
+    load(f"https://127.0.0.1:{PORTCULLIS_PORT}/status", "none", args, extra=["--expect-status", "404"],
+         rate=500, duration=2, conns=4)
     after_light = rss_kib(pid)
     res = {"connections": n, "rss_before_kib": before, "rss_peak_kib": peak, "rss_after_close_kib": after,
            "rss_after_light_traffic_kib": after_light, "load": r}
