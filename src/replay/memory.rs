@@ -1,80 +1,67 @@
-//! In-memory nonce store: sharded, bucketed by expiry time, bounded.
+//! In-memory nonce store: sharded hash tables of fingerprints, each entry
+//! carrying its own expiry, bounded.
 //!
 //! * Identity: a 64-bit SipHash-1-3 fingerprint (random key per store) of
 //!   `len(key_id) as u64 LE || key_id || 0x00 || nonce`. Strings are not
-//!   stored. A false "replayed" needs a 64-bit collision: with 1M live
-//!   nonces the probability is ~3e-8 per request.
-//! * 64 shards (`std::sync::Mutex`), picked by fingerprint bits 32..38 (the
-//!   per-shard hash sets use the low bits for slots and the top 7 bits for
-//!   control tags, so those are left independent). The sets use the
-//!   fingerprint itself as hash (no rehashing).
-//! * Each shard has a ring of [`RING_BUCKETS`] hash sets; an entry goes to
-//!   the set for `expiry = timestamp + window` (bucket `expiry / width`,
-//!   `width = ceil(2 * window / (RING_BUCKETS - 2))`). Whole sets are
-//!   dropped once every expiry they can hold has passed, lazily on access
-//!   (the shard being touched) or via [`MemoryNonceStore::purge`]. Entries
-//!   can therefore stay live up to one bucket width (a third of the
-//!   window) past their expiry.
-//! * A fresh nonce is looked up in every set of its shard, since a nonce
-//!   stays used for its key whatever timestamp it comes back with. Eight
-//!   buckets keep that at about four live sets; with 32 (before
-//!   2026-11-23) it was about sixteen, 0.3 µs of a request. The price is
-//!   the longer stay past expiry: with traffic at the current time, about
-//!   a sixth of the window more nonces are live (measured in the soak).
-//! * Bounded by `max_nonces` (atomic counter). When full, all shards are
-//!   purged (at most once per second); if still full → `Full`. Live
-//!   nonces are never evicted.
-//! * Memory: 14-18 bytes per live nonce (8-byte fingerprint + 1 control
-//!   byte per hash-table slot at 7/8 max load, tables grow by doubling),
-//!   measured by `memory_per_nonce` with 1M nonces; see
-//!   [`MemoryNonceStore::heap_bytes`].
+//!   stored.
+//! * 64 shards (`std::sync::Mutex`), picked by the fingerprint's low 6
+//!   bits. Each shard is one [`Table`] whose 8-byte entries pack the
+//!   fingerprint's top 48 bits with a 16-bit expiry tick. The shard's 6
+//!   bits and the stored 48 make a 54-bit identity: a fresh nonce is
+//!   wrongly called a replay with probability `live / 2^54` (5e-10 with
+//!   10M live nonces).
+//! * A nonce is looked up once, in its shard's one table, whatever the
+//!   timestamp it comes with: a nonce stays used for its key until its
+//!   expiry. The lookup and the insert touch one cache line (see
+//!   `table.rs`). Before 2026-11-24 each shard had a ring of eight tables
+//!   by expiry time, and a fresh nonce was looked up in each live one:
+//!   about four lookups, and tables allocated and freed as time moved on.
+//! * Expiry: an entry found past its expiry counts as absent and is
+//!   overwritten. Each shard is swept every `window / 4` (at least 1 s),
+//!   on access or by [`MemoryNonceStore::purge`], the shards staggered
+//!   across that interval so that they are not all swept at once. An
+//!   expired entry therefore stays in memory at most a quarter of the
+//!   window, but is never refused past its expiry. A sweep that leaves a
+//!   table mostly empty shrinks it, so memory goes back after a burst.
+//! * Ticks: `unit` seconds each (1 s unless the window is over about
+//!   2 hours 16 minutes), expiry rounded up, compared modulo 2^16. Every
+//!   entry a request can still be checked against (timestamp within the
+//!   window, so expiry within `[now, now + 2 * window]`) is less than
+//!   2^15 ticks away, so the comparison is exact for them whatever the
+//!   clock did in between.
+//! * Bounded by `max_nonces` (atomic counter of entries, expired ones not
+//!   yet swept included). When full, every shard is swept (at most once
+//!   per second); if still full → `Full`. Live nonces are never evicted.
+//! * Memory: 64-byte buckets of 7 entries, tables between 7/16 and 7/8
+//!   full: 10.5–21 bytes per nonce, measured by `memory_per_nonce` with
+//!   1M nonces; see [`MemoryNonceStore::heap_bytes`].
 
+use super::table::{Outcome, Table, FP_MASK};
 use super::{NonceStore, ReplayError, StoreFuture};
 use siphasher::sip::SipHasher13;
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Number of shards.
 pub const SHARDS: usize = 64;
-/// Time buckets per shard.
-pub const RING_BUCKETS: usize = 8;
-
-/// The fingerprints are already uniformly distributed: use them as hashes.
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type FingerprintSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
 
 #[derive(Default)]
-struct Bucket {
-    /// `expiry / width` of the entries in `set` (meaningless when empty).
-    id: u64,
-    set: FingerprintSet,
-}
-
 struct Shard {
-    buckets: [Bucket; RING_BUCKETS],
+    table: Table,
+    /// When (seconds) the next sweep is due; 0 before the first access.
+    next_sweep: u64,
 }
+
+/// A shard on its own cache line, so that threads working on neighbouring
+/// shards do not share one.
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(Mutex<Shard>);
 
 /// Bounded in-memory [`NonceStore`] for a single gateway instance.
 pub struct MemoryNonceStore {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Padded]>,
     count: AtomicUsize,
     /// `now` of the last full purge triggered by a full store (at most one
     /// per second, so a flood at capacity does not lock every shard on
@@ -82,7 +69,10 @@ pub struct MemoryNonceStore {
     last_full_purge: AtomicU64,
     max_nonces: usize,
     window: u64,
-    width: u64,
+    /// Seconds per expiry tick.
+    unit: u64,
+    /// Seconds between two sweeps of a shard.
+    sweep_every: u64,
     k0: u64,
     k1: u64,
 }
@@ -91,23 +81,22 @@ impl MemoryNonceStore {
     /// `window_secs`: the timestamp window (entries live until
     /// `timestamp + window_secs`); `max_nonces`: hard cap on live entries.
     pub fn new(window_secs: u64, max_nonces: usize) -> Self {
-        let span = window_secs.saturating_mul(2);
-        let slots = (RING_BUCKETS - 2) as u64;
-        let width = span.div_ceil(slots).max(1);
-        let shards = (0..SHARDS)
-            .map(|_| {
-                Mutex::new(Shard {
-                    buckets: std::array::from_fn(|_| Bucket::default()),
-                })
-            })
-            .collect();
+        // Live entries span at most 2 * window (+ rounding) ticks ahead of
+        // now, swept ones at most a sweep interval behind: both well
+        // inside the 2^15 ticks the modular comparison can tell apart.
+        let unit = window_secs
+            .saturating_mul(2)
+            .saturating_add(2)
+            .div_ceil(1 << 14)
+            .max(1);
         MemoryNonceStore {
-            shards,
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
             count: AtomicUsize::new(0),
             last_full_purge: AtomicU64::new(0),
             max_nonces,
             window: window_secs,
-            width,
+            unit,
+            sweep_every: (window_secs / 4).max(1),
             k0: rand::random(),
             k1: rand::random(),
         }
@@ -122,32 +111,42 @@ impl MemoryNonceStore {
         h.finish()
     }
 
-    fn shard(&self, fp: u64) -> MutexGuard<'_, Shard> {
-        let idx = ((fp >> 32) as usize) % SHARDS;
-        let mutex = &self.shards[idx];
-        // Nothing panics while a shard is locked; if it ever did, the sets
-        // are still structurally valid, so keep going.
-        mutex.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self, idx: usize) -> MutexGuard<'_, Shard> {
+        // Nothing panics while a shard is locked; if it ever did, the table
+        // is still structurally valid, so keep going.
+        self.shards[idx].0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn expired(&self, bucket_id: u64, now: u64) -> bool {
-        bucket_id.saturating_add(1).saturating_mul(self.width) <= now
+    /// The tick of `now` (rounded up, like expiries: an entry is live while
+    /// its tick is at or after this one).
+    fn tick(&self, secs: u64) -> u16 {
+        secs.div_ceil(self.unit) as u16
     }
 
-    fn purge_shard(&self, shard: &mut Shard, now: u64) {
-        for b in shard.buckets.iter_mut() {
-            if !b.set.is_empty() && self.expired(b.id, now) {
-                self.count.fetch_sub(b.set.len(), Ordering::AcqRel);
-                b.set = FingerprintSet::default();
-            }
+    /// Drops the shard's expired entries if its sweep is due (or `force`),
+    /// and schedules the next sweep.
+    fn sweep(&self, idx: usize, shard: &mut Shard, now: u64, force: bool) {
+        if shard.next_sweep == 0 {
+            // First use: stagger the shards over one interval.
+            shard.next_sweep = now + self.sweep_every * (idx as u64 + 1) / SHARDS as u64;
         }
+        if !force && now < shard.next_sweep {
+            return;
+        }
+        shard.next_sweep = now + self.sweep_every;
+        let dropped = shard.table.sweep(self.tick(now));
+        self.count.fetch_sub(dropped, Ordering::AcqRel);
     }
 
-    /// Drops every expired bucket in every shard.
+    /// Drops expired entries from every shard whose sweep is due.
     pub fn purge(&self, now: u64) {
-        for mutex in self.shards.iter() {
-            let mut shard = mutex.lock().unwrap_or_else(|e| e.into_inner());
-            self.purge_shard(&mut shard, now);
+        self.purge_all(now, false);
+    }
+
+    fn purge_all(&self, now: u64, force: bool) {
+        for idx in 0..SHARDS {
+            let mut shard = self.lock(idx);
+            self.sweep(idx, &mut shard, now, force);
         }
     }
 
@@ -176,63 +175,42 @@ impl MemoryNonceStore {
             return Err(ReplayError::Replayed);
         }
         let fp = self.fingerprint(key_id, nonce);
-        let bucket_id = expiry / self.width;
-        let slot_idx = (bucket_id % RING_BUCKETS as u64) as usize;
+        let idx = (fp % SHARDS as u64) as usize;
+        // A fingerprint is never all zero bits: 0 marks a free slot.
+        let entry = (fp & FP_MASK).max(1 << 16) | u64::from(self.tick(expiry));
+        let now_tick = self.tick(now);
         for attempt in 0..2 {
             {
-                let mut shard = self.shard(fp);
-                self.purge_shard(&mut shard, now);
-                if shard.buckets.iter().any(|b| b.set.contains(&fp)) {
-                    return Err(ReplayError::Replayed);
-                }
-                let Some(slot) = shard.buckets.get_mut(slot_idx) else {
-                    return Err(ReplayError::Full);
-                };
-                if slot.id != bucket_id && !slot.set.is_empty() {
-                    // Only possible if `now` jumped backwards by more than a
-                    // bucket width; never evict a live bucket.
-                    return Err(ReplayError::Full);
-                }
-                if self.try_reserve() {
-                    slot.id = bucket_id;
-                    slot.set.insert(fp);
-                    return Ok(());
+                let mut shard = self.lock(idx);
+                self.sweep(idx, &mut shard, now, false);
+                match shard
+                    .table
+                    .check_insert(entry, now_tick, || self.try_reserve())
+                {
+                    Outcome::Live => return Err(ReplayError::Replayed),
+                    // Renewed: expired, not yet swept, used again from now on.
+                    Outcome::Renewed | Outcome::Added => return Ok(()),
+                    Outcome::Refused => {}
                 }
             }
             if attempt > 0 || self.last_full_purge.fetch_max(now, Ordering::AcqRel) >= now {
                 break;
             }
-            self.purge(now);
+            self.purge_all(now, true);
         }
         Err(ReplayError::Full)
     }
 
-    /// Estimated heap bytes held by the fingerprint sets (capacity based,
-    /// std `HashSet` layout: 8-byte slot + 1 control byte per bucket, 7/8
-    /// max load, plus one 16-byte control group per table).
+    /// Heap bytes held by the shard tables.
     pub fn heap_bytes(&self) -> usize {
-        let mut total = 0usize;
-        for mutex in self.shards.iter() {
-            let shard = mutex.lock().unwrap_or_else(|e| e.into_inner());
-            for b in shard.buckets.iter() {
-                let cap = b.set.capacity();
-                if cap == 0 {
-                    continue;
-                }
-                let buckets = if cap < 8 {
-                    (cap + 1).next_power_of_two()
-                } else {
-                    (cap.saturating_mul(8) / 7).next_power_of_two()
-                };
-                total += buckets * (std::mem::size_of::<u64>() + 1) + 16;
-            }
-        }
-        total
+        (0..SHARDS)
+            .map(|idx| self.lock(idx).table.heap_bytes())
+            .sum()
     }
 
     /// Fixed size of the store structure itself (not per nonce).
     pub fn fixed_bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + SHARDS * std::mem::size_of::<Mutex<Shard>>()
+        std::mem::size_of::<Self>() + SHARDS * std::mem::size_of::<Padded>()
     }
 }
 
@@ -246,6 +224,16 @@ impl NonceStore for MemoryNonceStore {
     ) -> StoreFuture<'a> {
         let result = self.check_and_insert_sync(key_id, nonce, timestamp, now);
         Box::pin(std::future::ready(result))
+    }
+
+    fn check_and_insert_now(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        timestamp: u64,
+        now: u64,
+    ) -> Option<Result<(), ReplayError>> {
+        Some(self.check_and_insert_sync(key_id, nonce, timestamp, now))
     }
 
     fn len(&self) -> usize {

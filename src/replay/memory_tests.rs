@@ -53,6 +53,17 @@ fn trait_future_path() {
         Err(ReplayError::Replayed)
     );
     assert_eq!(s.len(), 1);
+    // The answer without a future gives the same result.
+    assert_eq!(s.check_and_insert_now("k", "m", 50, 60), Some(Ok(())));
+    assert_eq!(
+        s.check_and_insert_now("k", "m", 50, 60),
+        Some(Err(ReplayError::Replayed))
+    );
+    assert_eq!(
+        block_on(s.check_and_insert("k", "m", 50, 60)),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(s.len(), 2);
 }
 
 #[test]
@@ -64,8 +75,16 @@ fn expiry_frees_and_allows_reuse() {
         s.check_and_insert_sync("k", "n", 1300, 1300),
         Err(ReplayError::Replayed)
     );
-    // Long after expiry (plus a bucket width) the bucket is dropped.
-    let later = 1000 + W + s.width + 1;
+    // One second later it has expired: usable again, before any sweep,
+    // and the entry is reused rather than added.
+    assert_eq!(s.check_and_insert_sync("k", "n", 1301, 1301), Ok(()));
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        s.check_and_insert_sync("k", "n", 1301, 1302),
+        Err(ReplayError::Replayed)
+    );
+    // A sweep after that expiry drops it.
+    let later = 1301 + W + s.sweep_every + 1;
     s.purge(later);
     assert_eq!(s.len(), 0);
     assert_eq!(s.check_and_insert_sync("k", "n", later, later), Ok(()));
@@ -114,7 +133,7 @@ fn full_fails_closed_without_eviction() {
     // purged every shard depends on which shards the random fingerprints
     // landed in (only the touched shard is purged when that frees room), so
     // the count is checked after an explicit purge.
-    let later = 1000 + W + s.width + 1;
+    let later = 1000 + W + 1;
     assert_eq!(s.check_and_insert_sync("k", "d", later, later), Ok(()));
     assert!(s.len() <= 3);
     s.purge(later);
@@ -134,7 +153,7 @@ fn full_store_recovers_whatever_the_shard_layout() {
         for n in ["a", "b", "c"] {
             assert_eq!(s.check_and_insert_sync("k", n, 1000, 1000), Ok(()));
         }
-        let later = 1000 + W + s.width + 1;
+        let later = 1000 + W + 1;
         for n in ["d", "e", "f"] {
             assert_eq!(s.check_and_insert_sync("k", n, later, later), Ok(()));
         }
@@ -148,9 +167,9 @@ fn full_store_recovers_whatever_the_shard_layout() {
 }
 
 #[test]
-fn ring_covers_whole_window() {
-    // Timestamps across the full window (expiries span 2 * window) never
-    // collide with a live bucket.
+fn whole_window_of_timestamps() {
+    // Timestamps across the full window (expiries span 2 * window), then
+    // three windows of a clock moving on: each nonce is accepted once.
     let s = MemoryNonceStore::new(W, 1_000_000);
     let now = 10_000;
     for ts in (now - W)..=(now + W) {
@@ -176,7 +195,7 @@ fn a_nonce_stays_used_whatever_timestamp_it_comes_back_with() {
     let s = MemoryNonceStore::new(W, 1000);
     let now = 10_000;
     // Used at the oldest acceptable timestamp, replayed at the newest (and
-    // the other way round): different buckets, same table entry.
+    // the other way round): different expiries, same entry.
     assert_eq!(s.check_and_insert_sync("k", "a", now - W, now), Ok(()));
     assert_eq!(
         s.check_and_insert_sync("k", "a", now + W, now),
@@ -193,11 +212,11 @@ fn a_nonce_stays_used_whatever_timestamp_it_comes_back_with() {
 }
 
 #[test]
-fn expiry_drops_exactly_the_expired_buckets() {
+fn expiry_is_exact_and_sweeps_drop_only_expired_entries() {
     let s = MemoryNonceStore::new(W, 1_000_000);
     let now = 100_000;
-    // 100 nonces a second over a whole window of timestamps: every bucket
-    // of every shard holds entries.
+    // 100 nonces a second over a whole window of timestamps: every shard
+    // holds entries of every expiry.
     let ts_of = |i: u64| now - W + i % (2 * W + 1);
     for i in 0..60_000u64 {
         assert_eq!(
@@ -205,34 +224,110 @@ fn expiry_drops_exactly_the_expired_buckets() {
             Ok(())
         );
     }
-    // Half a window later, the entries whose bucket has ended are gone and
-    // usable again; every entry whose timestamp is still acceptable is
-    // still refused.
+    // Half a window later every shard is due for a sweep: the purge drops
+    // exactly the entries that expired.
     let later = now + W / 2;
     s.purge(later);
-    // The purge itself dropped entries, and none that had not expired.
     let kept = (0..60_000u64).filter(|&i| ts_of(i) + W >= later).count();
-    assert!(s.len() < 60_000, "purge dropped nothing");
-    assert!(s.len() >= kept, "{} left, {kept} not expired", s.len());
-    let mut dropped = 0;
+    assert!(kept < 60_000);
+    assert_eq!(s.len(), kept);
+    // Every expired nonce is usable again; every other one is refused.
     for i in 0..60_000u64 {
         let ts = ts_of(i);
-        let expiry = ts + W;
-        let bucket_end = (expiry / s.width + 1) * s.width;
         let again = s.check_and_insert_sync("k", &format!("n{i}"), later, later);
-        if bucket_end <= later {
-            assert_eq!(again, Ok(()), "ts {ts} should have been dropped");
-            dropped += 1;
+        if ts + W < later {
+            assert_eq!(again, Ok(()), "ts {ts} should have expired");
         } else {
             assert_eq!(again, Err(ReplayError::Replayed), "ts {ts}");
         }
-        // Kept at least until it expires.
-        if expiry >= later {
-            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts} expired early");
+    }
+    assert_eq!(s.len(), 60_000);
+}
+
+#[test]
+fn expired_entries_are_usable_before_their_sweep() {
+    let s = MemoryNonceStore::new(W, 1_000_000);
+    let now = 100_000;
+    for i in 0..10_000u64 {
+        let ts = now - W + i % W;
+        assert_eq!(
+            s.check_and_insert_sync("k", &format!("n{i}"), ts, now),
+            Ok(())
+        );
+    }
+    // One second on: hardly any shard is due for a sweep (the first sweeps
+    // are spread over a quarter window), but the nonces of the oldest
+    // timestamp have expired and the rest have not.
+    let later = now + 1;
+    for i in 0..10_000u64 {
+        let ts = now - W + i % W;
+        let again = s.check_and_insert_sync("k", &format!("n{i}"), later, later);
+        if ts + W < later {
+            assert_eq!(again, Ok(()), "ts {ts}");
+        } else {
+            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts}");
         }
     }
-    assert!(dropped > 0);
-    assert_eq!(s.len(), 60_000);
+    assert_eq!(s.len(), 10_000);
+}
+
+#[test]
+fn ticks_are_exact_across_wraparound_and_coarse_for_long_windows() {
+    // A clock past many 2^16-second wraps of the tick.
+    let s = MemoryNonceStore::new(W, 1000);
+    let now = (1u64 << 16) * 25_000 + 123;
+    assert_eq!(s.check_and_insert_sync("k", "a", now - W, now), Ok(()));
+    assert_eq!(
+        s.check_and_insert_sync("k", "a", now, now),
+        Err(ReplayError::Replayed)
+    );
+    assert_eq!(s.check_and_insert_sync("k", "a", now + 1, now + 1), Ok(()));
+    // A day-long window: ticks of several seconds, rounded so that an
+    // entry never expires early.
+    let day = 86_400;
+    let s = MemoryNonceStore::new(day, 1000);
+    assert!(s.unit > 1);
+    assert_eq!(s.check_and_insert_sync("k", "b", now, now), Ok(()));
+    for t in [now + 1, now + day / 2, now + day] {
+        assert_eq!(
+            s.check_and_insert_sync("k", "b", t, t),
+            Err(ReplayError::Replayed),
+            "{t}"
+        );
+    }
+    let past = now + day + s.unit;
+    assert_eq!(s.check_and_insert_sync("k", "b", past, past), Ok(()));
+}
+
+#[test]
+fn shards_are_swept_at_staggered_times() {
+    let s = MemoryNonceStore::new(W, 1_000_000);
+    let now = 100_000;
+    for i in 0..64_000u64 {
+        assert_eq!(
+            s.check_and_insert_sync("k", &format!("n{i}"), now, now),
+            Ok(())
+        );
+    }
+    // The purge task runs every few seconds; here every second. Once the
+    // entries have expired they go a few shards at a time, never all at
+    // once, and all within one sweep interval.
+    let expired = now + W + 1;
+    let mut steps = Vec::new();
+    for t in now + 1..=expired + s.sweep_every {
+        s.purge(t);
+        if t >= expired {
+            steps.push(s.len());
+        }
+    }
+    assert_eq!(s.len(), 0);
+    let drops: Vec<usize> = std::iter::once(64_000)
+        .chain(steps.iter().copied())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[0] - w[1])
+        .collect();
+    assert!(drops.iter().all(|&d| d < 64_000 / 4), "{drops:?}");
 }
 
 #[test]
@@ -247,7 +342,7 @@ fn memory_is_given_back_when_traffic_stops() {
     }
     let full = s.heap_bytes();
     assert!(full > 200_000 * 9, "{full}");
-    s.purge(now + 2 * W + s.width);
+    s.purge(now + W + s.sweep_every + 1);
     assert_eq!(s.len(), 0);
     let after = s.heap_bytes();
     assert!(after < full / 50, "{full} -> {after}");

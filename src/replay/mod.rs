@@ -9,8 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 mod memory;
+mod table;
 
-pub use memory::{MemoryNonceStore, RING_BUCKETS, SHARDS};
+pub use memory::{MemoryNonceStore, SHARDS};
 
 /// Future returned by [`NonceStore::check_and_insert`].
 pub type StoreFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>>;
@@ -26,6 +27,19 @@ pub trait NonceStore: Send + Sync + 'static {
         timestamp: u64,
         now: u64,
     ) -> StoreFuture<'a>;
+
+    /// [`check_and_insert`](Self::check_and_insert) for a store that can
+    /// answer at once (the memory store): the answer without a boxed
+    /// future. `None`: await `check_and_insert`.
+    fn check_and_insert_now(
+        &self,
+        _key_id: &str,
+        _nonce: &str,
+        _timestamp: u64,
+        _now: u64,
+    ) -> Option<Result<(), ReplayError>> {
+        None
+    }
 
     /// Live entries (approximate).
     fn len(&self) -> usize;
