@@ -94,7 +94,7 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// The host a request names, lower-case and without the port.
-pub fn host_without_port(host: &str) -> String {
+pub fn host_without_port(host: &str) -> std::borrow::Cow<'_, str> {
     let h = if host.starts_with('[') {
         match host.find(']') {
             Some(i) => &host[..=i],
@@ -103,7 +103,13 @@ pub fn host_without_port(host: &str) -> String {
     } else {
         host.rsplit_once(':').map_or(host, |(h, _)| h)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    // Copied only when there is something to lower-case.
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 #[cfg(test)]

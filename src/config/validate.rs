@@ -552,7 +552,7 @@ fn routes(ctx: &mut Ctx, raw: &[RawRoute]) -> Vec<RouteConfig> {
             prefix.as_str()
         };
         let path_prefix = match crate::path::normalize(trimmed) {
-            Ok(p) if p == trimmed => p,
+            Ok(p) if p == trimmed => p.into_owned(),
             _ => {
                 ctx.error(
                     &f("match.path_prefix"),

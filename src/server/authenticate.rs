@@ -241,11 +241,12 @@ async fn drain(body: &mut Body) {
     let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
-/// The origin the client signed: `public_origin`, else `https://` + Host.
-fn origin(snap: &Snapshot, host: Option<&str>) -> Result<String, GatewayError> {
+/// The origin the client signed: `public_origin`, else `https://` + Host
+/// (the Host alone: an origin without a scheme is https).
+fn origin<'a>(snap: &'a Snapshot, host: Option<&'a str>) -> Result<&'a str, GatewayError> {
     match (&snap.settings.public_origin, host) {
-        (Some(o), _) => Ok(o.clone()),
-        (None, Some(h)) => Ok(["https://", h].concat()),
+        (Some(o), _) => Ok(o),
+        (None, Some(h)) => Ok(h),
         (None, None) => Err(err(
             Code::MalformedRequest,
             "an OAuth 1.0 request needs a Host header",
@@ -278,7 +279,7 @@ async fn oauth1_verify(
     let origin = origin(snap, req.host)?;
     let signed = SignedRequest {
         method: req.parts.method.as_str(),
-        origin: &origin,
+        origin,
         raw_path: req.parts.uri.path(),
         query: req.parts.uri.query(),
         authorization,
@@ -314,9 +315,15 @@ async fn oauth1_verify(
     let window = snap.settings.replay.window.as_secs();
     replay::check_timestamp(params.timestamp, now_u, window, gw.started_at)?;
     key.check_usable(now)?;
-    gw.replay
-        .check_and_insert(&key.id, &params.nonce, params.timestamp, now_u)
-        .await?;
+    let store = &gw.replay;
+    match store.check_and_insert_now(&key.id, &params.nonce, params.timestamp, now_u) {
+        Some(answer) => answer?,
+        None => {
+            store
+                .check_and_insert(&key.id, &params.nonce, params.timestamp, now_u)
+                .await?
+        }
+    }
     Ok(Identity {
         scheme: Scheme::OAuth1,
         subject: key.owner.clone(),

@@ -110,8 +110,6 @@ where
             )
         }
     };
-    resp.headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), request_id.clone());
     let done = Instant::now();
     let elapsed = done.saturating_duration_since(started);
     let status = resp.status().as_u16();
@@ -156,6 +154,10 @@ where
         latency_us: elapsed.as_micros() as u64,
         at: done,
     });
+    // Moved in last, once logged: a clone of a freshly made value would
+    // copy it (`Bytes` makes a value shared on its first clone).
+    resp.headers_mut()
+        .insert(HeaderName::from_static("x-request-id"), request_id);
     Ok(resp)
 }
 
@@ -180,10 +182,13 @@ where
     Fut: Future<Output = Result<Response<Body>, GatewayError>>,
 {
     check_framing(req.headers())?;
-    let host = request_host(&req)?;
+    let (mut parts, mut body) = req.into_parts();
+    let host = request_host(&parts)?;
+    // Borrowed from the request target unless normalising changed it.
     let path =
-        path::normalize(req.uri().path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
+        path::normalize(parts.uri.path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
     if super::token::is_endpoint(snap, &path) {
+        let req = Request::from_parts(parts, body);
         let (resp, decision) =
             super::token::serve(snap, req, crate::clock::unix_secs(arrival.at)).await?;
         out.decision = decision;
@@ -195,7 +200,6 @@ where
         .ok_or_else(|| err(Code::NoRoute, "no route matches this host and path"))?;
     out.route = Some(route);
 
-    let (mut parts, mut body) = req.into_parts();
     let (identity, grants) = if route.config.public {
         (None, None)
     } else {
@@ -288,8 +292,8 @@ fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
 
 /// The host the client asked for: `:authority` (HTTP/2, absolute-form) or
 /// `Host`; when both are given they must agree.
-fn request_host<B>(req: &Request<B>) -> Result<Option<String>, GatewayError> {
-    let mut hosts = req.headers().get_all(HOST).iter();
+fn request_host(req: &http::request::Parts) -> Result<Option<String>, GatewayError> {
+    let mut hosts = req.headers.get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
         return Err(err(
@@ -306,7 +310,7 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, GatewayError> {
         })?),
         None => None,
     };
-    let authority = req.uri().authority().map(|a| a.as_str());
+    let authority = req.uri.authority().map(|a| a.as_str());
     match (authority, header) {
         (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(err(
             Code::MalformedRequest,
@@ -314,7 +318,7 @@ fn request_host<B>(req: &Request<B>) -> Result<Option<String>, GatewayError> {
         )),
         (Some(a), _) => Ok(Some(a.to_string())),
         (None, Some(h)) => Ok(Some(h.to_string())),
-        (None, None) if req.version() == Version::HTTP_11 => Err(err(
+        (None, None) if req.version == Version::HTTP_11 => Err(err(
             Code::MalformedRequest,
             "the request has no Host header",
         )),

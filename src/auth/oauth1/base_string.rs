@@ -1,6 +1,7 @@
 //! Parameter encoding (§3.6), base string URI (§3.4.1.2), normalised
 //! parameters (§3.4.1.3.2) and the signature base string (§3.4.1.1).
 
+use super::params::Pair;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::cmp::Ordering;
@@ -43,6 +44,21 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Bytes rather than a `String`: safe code would otherwise re-check every
 /// run as UTF-8.
 pub(crate) fn encode_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape_into(out, bytes, b"%");
+}
+
+/// Appends `encode(encode(bytes))`: a parameter of the normalised
+/// parameters as the signature base string carries it (§3.4.1.1 encodes
+/// the already encoded list once more). Unreserved bytes stay as they
+/// are; any other byte's `%XX` becomes `%25XX`.
+fn encode_twice_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    escape_into(out, bytes, b"%25");
+}
+
+/// Unreserved bytes as they are, every other byte as `escape` followed by
+/// its two upper-case hex digits. (`escape` is a fixed-size array so that
+/// each escape is a few stores rather than a call to copy memory.)
+fn escape_into<const N: usize>(out: &mut Vec<u8>, bytes: &[u8], escape: &[u8; N]) {
     let mut rest = bytes;
     loop {
         let run = rest
@@ -54,7 +70,8 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, bytes: &[u8]) {
         let Some((&b, tail)) = tail.split_first() else {
             return;
         };
-        out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        out.extend_from_slice(escape);
+        out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         rest = tail;
     }
 }
@@ -91,12 +108,14 @@ pub fn base_string_uri(origin: &str, raw_path: &str) -> String {
 /// [`base_string_uri`], handed to `put` piece by piece, so that the
 /// signature base string can encode it without a copy of its own.
 fn write_base_string_uri(origin: &str, raw_path: &str, mut put: impl FnMut(&str)) {
-    let (scheme, rest) = match origin.find("://") {
-        Some(i) => (
+    // A scheme has no ':', so only the first one can start "://" (a
+    // one-byte search rather than a substring search).
+    let (scheme, rest) = match origin.find(':') {
+        Some(i) if origin.get(i..).is_some_and(|r| r.starts_with("://")) => (
             origin.get(..i).unwrap_or(""),
             origin.get(i + 3..).unwrap_or(""),
         ),
-        None => ("https", origin),
+        _ => ("https", origin),
     };
     let rest = rest.trim_end_matches('/');
     let (authority, prefix) = match rest.find('/') {
@@ -178,18 +197,30 @@ fn split_host_port(authority: &str) -> (&str, Option<&str>) {
 /// encoded, sorted by encoded name then encoded value, `name=value` joined
 /// with `&`. The pairs are sorted raw ([`cmp_encoded`]) and encoded once,
 /// straight into the result.
+#[cfg(test)]
 pub(crate) fn normalize<'a, I>(pairs: I) -> String
 where
     I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
 {
-    // Room for a typical request's seven `oauth_*` parameters and a few
-    // more, so that it does not grow on the common path.
-    let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(12);
-    sorted.extend(pairs);
-    sorted.sort_unstable_by(|x, y| cmp_encoded(x.0, y.0).then_with(|| cmp_encoded(x.1, y.1)));
+    let mut sorted: Vec<Pair> = pairs
+        .into_iter()
+        .map(|(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v)))
+        .collect();
+    sort_pairs(&mut sorted);
+    normalize_sorted(&sorted)
+}
+
+/// Sorts decoded pairs in normalised-parameter order: by encoded name,
+/// then encoded value.
+pub(crate) fn sort_pairs(pairs: &mut [Pair]) {
+    pairs.sort_unstable_by(|x, y| cmp_encoded(&x.0, &y.0).then_with(|| cmp_encoded(&x.1, &y.1)));
+}
+
+/// [`normalize`] of pairs already in order ([`sort_pairs`]).
+pub(crate) fn normalize_sorted(sorted: &[Pair]) -> String {
     let raw: usize = sorted.iter().map(|(n, v)| n.len() + v.len() + 2).sum();
     let mut out = Vec::with_capacity(raw + raw / 2);
-    for (i, (name, value)) in sorted.into_iter().enumerate() {
+    for (i, (name, value)) in sorted.iter().enumerate() {
         if i > 0 {
             out.push(b'&');
         }
@@ -203,14 +234,58 @@ where
 /// Signature base string: `enc(METHOD)&enc(base_uri)&enc(normalized)`.
 pub(crate) fn build(method: &str, origin: &str, raw_path: &str, normalized: &str) -> String {
     let mut out = Vec::new();
-    build_into(&mut out, method, origin, raw_path, normalized);
+    build_with(
+        &mut out,
+        method,
+        origin,
+        raw_path,
+        normalized.len(),
+        |out| encode_into(out, normalized.as_bytes()),
+    );
     ascii_string(out)
 }
 
-/// [`build`] appended to `out`, whose allocation can then be reused.
-fn build_into(out: &mut Vec<u8>, method: &str, origin: &str, raw_path: &str, normalized: &str) {
+/// The signature base string of sorted pairs ([`sort_pairs`]): the
+/// normalised parameters go straight into it, encoded twice, without a
+/// normalised string of their own.
+pub(crate) fn build_sorted(method: &str, origin: &str, raw_path: &str, sorted: &[Pair]) -> String {
+    let mut out = Vec::new();
+    build_sorted_into(&mut out, method, origin, raw_path, sorted);
+    ascii_string(out)
+}
+
+fn build_sorted_into(
+    out: &mut Vec<u8>,
+    method: &str,
+    origin: &str,
+    raw_path: &str,
+    sorted: &[Pair],
+) {
+    let raw: usize = sorted.iter().map(|(n, v)| n.len() + v.len() + 6).sum();
+    build_with(out, method, origin, raw_path, raw, |out| {
+        for (i, (name, value)) in sorted.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"%26");
+            }
+            encode_twice_into(out, name);
+            out.extend_from_slice(b"%3D");
+            encode_twice_into(out, value);
+        }
+    });
+}
+
+/// `enc(METHOD)&enc(base_uri)&` then what `params` appends (about
+/// `params_len` bytes), into `out`.
+fn build_with(
+    out: &mut Vec<u8>,
+    method: &str,
+    origin: &str,
+    raw_path: &str,
+    params_len: usize,
+    params: impl FnOnce(&mut Vec<u8>),
+) {
     // Most bytes are unreserved; `%XX` escapes take the rest of the slack.
-    out.reserve(method.len() + 3 * (origin.len() + raw_path.len() + normalized.len()) / 2 + 4);
+    out.reserve(method.len() + 3 * (origin.len() + raw_path.len() + params_len) / 2 + 4);
     if method.bytes().any(|b| b.is_ascii_lowercase()) {
         encode_into(out, method.to_ascii_uppercase().as_bytes());
     } else {
@@ -219,16 +294,17 @@ fn build_into(out: &mut Vec<u8>, method: &str, origin: &str, raw_path: &str, nor
     out.push(b'&');
     write_base_string_uri(origin, raw_path, |piece| encode_into(out, piece.as_bytes()));
     out.push(b'&');
-    encode_into(out, normalized.as_bytes());
+    params(out);
 }
 
-/// Runs `f` on the signature base string, built in a per-thread buffer:
-/// verifying a request only hashes it, so it needs no allocation of its own.
+/// Runs `f` on the signature base string of sorted pairs, built in a
+/// per-thread buffer: verifying a request only hashes it, so it needs no
+/// allocation of its own.
 pub(crate) fn with_built<R>(
     method: &str,
     origin: &str,
     raw_path: &str,
-    normalized: &str,
+    sorted: &[Pair],
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
     /// A larger buffer (a request with a huge query or form body) is freed
@@ -240,7 +316,7 @@ pub(crate) fn with_built<R>(
     // Taken out while in use, so a nested call would simply start afresh.
     let mut buf = BUF.take();
     buf.clear();
-    build_into(&mut buf, method, origin, raw_path, normalized);
+    build_sorted_into(&mut buf, method, origin, raw_path, sorted);
     let r = f(&buf);
     if buf.capacity() <= KEEP {
         BUF.set(buf);

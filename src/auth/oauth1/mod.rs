@@ -25,6 +25,8 @@
 //! * PLAINTEXT signature = `enc(consumer_secret) & enc("")`, compared in
 //!   constant time; only accepted when the caller allows it.
 
+use std::borrow::Cow;
+
 mod base_string;
 mod params;
 mod signature;
@@ -109,32 +111,39 @@ pub struct SignedRequest<'a> {
     pub form_body: Option<&'a [u8]>,
 }
 
-/// Validated protocol parameters of one request.
+/// Validated protocol parameters of one request. Names and values borrow
+/// from the request unless they had to be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OAuthParams {
-    pub consumer_key: String,
+pub struct OAuthParams<'a> {
+    pub consumer_key: Cow<'a, str>,
     /// Decoded nonce (`%61bc` and `abc` are the same nonce).
-    pub nonce: String,
+    pub nonce: Cow<'a, str>,
     pub timestamp: u64,
     pub signature_method: SignatureMethod,
     /// Decoded signature (base64 text for HMAC methods).
-    pub signature: String,
+    pub signature: Cow<'a, str>,
     /// Decoded `oauth_body_hash` (base64 text), if sent.
-    pub body_hash: Option<String>,
+    pub body_hash: Option<Cow<'a, str>>,
     pub location: Location,
     /// Decoded header `realm`, if sent (not part of the base string).
     pub realm: Option<String>,
-    /// Normalised request parameters (§3.4.1.3.2), not yet encoded as a
-    /// base string component.
-    pub normalized_params: String,
+    /// The parameters the signature covers (all but `oauth_signature` and
+    /// the header's `realm`), decoded, in normalised order (§3.4.1.3.2).
+    pub(crate) signed: Vec<params::Pair<'a>>,
 }
 
-impl OAuthParams {
+impl OAuthParams<'_> {
     /// Whether [`verify`] needs the raw body (`raw_body: Some(..)`): when
     /// the request carries `oauth_body_hash` or the route requires one.
     /// Pass `Some(&[])` for a request without a body.
     pub fn needs_raw_body(&self, req: &SignedRequest, require_body_hash: bool) -> bool {
         req.form_body.is_none() && (self.body_hash.is_some() || require_body_hash)
+    }
+
+    /// The normalised request parameters (§3.4.1.3.2), before the base
+    /// string encodes them once more.
+    pub fn normalized_params(&self) -> String {
+        base_string::normalize_sorted(&self.signed)
     }
 }
 
@@ -177,13 +186,13 @@ impl OAuth1Error {
 }
 
 /// Extracts and validates the OAuth parameters of a request.
-pub fn parse(req: &SignedRequest) -> Result<OAuthParams, OAuth1Error> {
+pub fn parse<'a>(req: &SignedRequest<'a>) -> Result<OAuthParams<'a>, OAuth1Error> {
     params::parse(req)
 }
 
 /// The signature base string (§3.4.1): `METHOD&enc(base_uri)&enc(params)`.
 pub fn signature_base_string(req: &SignedRequest, p: &OAuthParams) -> String {
-    base_string::build(req.method, req.origin, req.raw_path, &p.normalized_params)
+    base_string::build_sorted(req.method, req.origin, req.raw_path, &p.signed)
 }
 
 /// Verifies the signature and `oauth_body_hash` of a parsed request.

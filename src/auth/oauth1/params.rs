@@ -56,6 +56,16 @@ pub(crate) fn percent_decode(input: &[u8], plus_is_space: bool) -> Option<Cow<'_
     Some(Cow::Owned(out))
 }
 
+/// A header name or value: percent-decoded when the scan saw a `%`, else
+/// used in place.
+fn decode_if(escaped: bool, raw: &[u8]) -> Result<Cow<'_, [u8]>, Error> {
+    if escaped {
+        percent_decode(raw, false).ok_or(Error::Malformed("bad percent-encoding"))
+    } else {
+        Ok(Cow::Borrowed(raw))
+    }
+}
+
 /// RFC 9110 `tchar`, as a table: names are scanned a byte at a time.
 const TCHAR: [bool; 256] = base_string::alnum_and(b"!#$%&'*+-.^_`|~");
 
@@ -96,7 +106,9 @@ pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair<'_>>, Error> {
             break;
         }
         let start = i;
+        let mut escaped_name = false;
         while i < n && is_tchar(rest[i]) {
+            escaped_name |= rest[i] == b'%';
             i += 1;
         }
         let name = &rest[start..i];
@@ -113,7 +125,17 @@ pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair<'_>>, Error> {
         }
         i += 1;
         let vstart = i;
-        i = memchr::memchr(b'"', &rest[i..]).map_or(n, |q| i + q);
+        // One scan finds the closing quote and whether there is anything
+        // to decode before it.
+        let mut escaped_value = false;
+        i = match memchr::memchr2(b'"', b'%', &rest[i..]) {
+            Some(q) if rest[i + q] == b'%' => {
+                escaped_value = true;
+                memchr::memchr(b'"', &rest[i + q..]).map_or(n, |e| i + q + e)
+            }
+            Some(q) => i + q,
+            None => n,
+        };
         if i >= n {
             return Err(Error::Malformed(
                 "unterminated authorization parameter value",
@@ -129,8 +151,8 @@ pub(crate) fn parse_header(header: &str) -> Result<Vec<Pair<'_>>, Error> {
         if out.len() >= MAX_HEADER_PARAMS {
             return Err(Error::Malformed("too many authorization parameters"));
         }
-        let name = percent_decode(name, false).ok_or(Error::Malformed("bad percent-encoding"))?;
-        let value = percent_decode(value, false).ok_or(Error::Malformed("bad percent-encoding"))?;
+        let name = decode_if(escaped_name, name)?;
+        let value = decode_if(escaped_value, value)?;
         out.push((name, value));
     }
     Ok(out)
@@ -276,51 +298,66 @@ impl<'a> Collected<'a> {
 
     /// Normalised parameters: everything except `oauth_signature` and the
     /// header's `realm`.
-    pub(crate) fn normalized(&self) -> String {
-        let header = self
-            .header
-            .iter()
-            .filter(|(n, _)| n.as_ref() != b"realm".as_slice());
-        let all = header
-            .chain(self.query.iter())
-            .chain(self.body.iter())
-            .filter(|(n, _)| n.as_ref() != b"oauth_signature".as_slice())
-            .map(|(n, v)| (n.as_ref(), v.as_ref()));
-        base_string::normalize(all)
+    pub(crate) fn normalized(self) -> String {
+        base_string::normalize_sorted(&self.into_signed())
+    }
+
+    /// The parameters the signature covers (everything except
+    /// `oauth_signature` and the header's `realm`), in base-string order.
+    /// The header's list is reused: no copy of any name or value.
+    pub(crate) fn into_signed(self) -> Vec<Pair<'a>> {
+        let mut all = self.header;
+        all.retain(|(n, _)| n.as_ref() != b"realm".as_slice());
+        all.extend(self.query);
+        all.extend(self.body);
+        all.retain(|(n, _)| n.as_ref() != b"oauth_signature".as_slice());
+        base_string::sort_pairs(&mut all);
+        all
     }
 }
 
-/// The `oauth_*` values, borrowed from the collected parameters; only the
-/// ones [`OAuthParams`] keeps are copied.
+/// The `oauth_*` values as text, borrowed from the request when they were
+/// used in place.
 #[derive(Default)]
-struct Fields<'c> {
-    consumer_key: Option<&'c str>,
-    token: Option<&'c str>,
-    signature_method: Option<&'c str>,
-    signature: Option<&'c str>,
-    timestamp: Option<&'c str>,
-    nonce: Option<&'c str>,
-    version: Option<&'c str>,
-    body_hash: Option<&'c str>,
+struct Fields<'a> {
+    consumer_key: Option<Cow<'a, str>>,
+    token: Option<Cow<'a, str>>,
+    signature_method: Option<Cow<'a, str>>,
+    signature: Option<Cow<'a, str>>,
+    timestamp: Option<Cow<'a, str>>,
+    nonce: Option<Cow<'a, str>>,
+    version: Option<Cow<'a, str>>,
+    body_hash: Option<Cow<'a, str>>,
 }
 
-fn required<'c>(v: Option<&'c str>, what: &'static str) -> Result<&'c str, Error> {
+/// A decoded value as text.
+fn text(value: Cow<'_, [u8]>) -> Result<Cow<'_, str>, Error> {
+    const NOT_UTF8: Error = Error::Malformed("oauth parameter is not UTF-8");
+    match value {
+        Cow::Borrowed(b) => std::str::from_utf8(b)
+            .map(Cow::Borrowed)
+            .map_err(|_| NOT_UTF8),
+        Cow::Owned(v) => String::from_utf8(v).map(Cow::Owned).map_err(|_| NOT_UTF8),
+    }
+}
+
+fn required<'a>(v: Option<Cow<'a, str>>, what: &'static str) -> Result<Cow<'a, str>, Error> {
     v.filter(|s| !s.is_empty()).ok_or(Error::Malformed(what))
 }
 
-pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
-    let c = Collected::from_request(req)?;
+pub(crate) fn parse<'a>(req: &SignedRequest<'a>) -> Result<OAuthParams<'a>, Error> {
+    let mut c = Collected::from_request(req)?;
     let location = c
         .check_duplicates()?
         .ok_or(Error::Malformed("missing oauth parameters"))?;
     let source = match location {
-        Location::Header => &c.header,
-        Location::Query => &c.query,
-        Location::Body => &c.body,
+        Location::Header => &mut c.header,
+        Location::Query => &mut c.query,
+        Location::Body => &mut c.body,
     };
 
     let mut f = Fields::default();
-    for (name, value) in source.iter().filter(|(n, _)| is_oauth(n)) {
+    for (name, value) in source.iter_mut().filter(|(n, _)| is_oauth(n)) {
         let slot = match name.get(6..).unwrap_or_default() {
             b"consumer_key" => &mut f.consumer_key,
             b"token" => &mut f.token,
@@ -332,14 +369,19 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
             b"body_hash" => &mut f.body_hash,
             _ => return Err(Error::UnsupportedParameter("unknown oauth parameter")),
         };
-        let value = std::str::from_utf8(value)
-            .map_err(|_| Error::Malformed("oauth parameter is not UTF-8"))?;
-        *slot = Some(value);
+        // The signature is not signed: its value is moved out (a decoded
+        // one is not copied). Every other value stays for the base string.
+        let value = if name.as_ref() == b"oauth_signature" {
+            std::mem::take(value)
+        } else {
+            value.clone()
+        };
+        *slot = Some(text(value)?);
     }
-    if f.version.is_some_and(|v| v != "1.0") {
+    if f.version.as_deref().is_some_and(|v| v != "1.0") {
         return Err(Error::UnsupportedParameter("oauth_version is not 1.0"));
     }
-    if f.token.is_some_and(|t| !t.is_empty()) {
+    if f.token.as_deref().is_some_and(|t| !t.is_empty()) {
         return Err(Error::UnsupportedParameter(
             "oauth_token (three-legged) not supported",
         ));
@@ -356,7 +398,8 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         .parse()
         .map_err(|_| Error::Malformed("oauth_timestamp is not a decimal integer"))?;
     let signature_method =
-        SignatureMethod::from_wire(method).ok_or(Error::UnsupportedSignatureMethod)?;
+        SignatureMethod::from_wire(&method).ok_or(Error::UnsupportedSignatureMethod)?;
+    let body_hash = f.body_hash;
     let realm = c
         .header
         .iter()
@@ -364,15 +407,15 @@ pub(crate) fn parse(req: &SignedRequest) -> Result<OAuthParams, Error> {
         .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
 
     Ok(OAuthParams {
-        consumer_key: consumer_key.to_owned(),
-        nonce: nonce.to_owned(),
+        consumer_key,
+        nonce,
         timestamp,
         signature_method,
-        signature: signature.to_owned(),
-        body_hash: f.body_hash.map(str::to_owned),
+        signature,
+        body_hash,
         location,
         realm,
-        normalized_params: c.normalized(),
+        signed: c.into_signed(),
     })
 }
 

@@ -151,23 +151,20 @@ pub fn verify(
                     .map_err(|_| NOT_BASE64)?;
                 &heap
             };
-            let ok = base_string::with_built(
-                req.method,
-                req.origin,
-                req.raw_path,
-                &p.normalized_params,
-                |base| match (method, keyed) {
-                    (SignatureMethod::HmacSha1, Some(k)) => {
-                        let mut m = k.0.clone();
-                        m.update(base);
-                        m.verify_slice(tag).is_ok()
+            let ok =
+                base_string::with_built(req.method, req.origin, req.raw_path, &p.signed, |base| {
+                    match (method, keyed) {
+                        (SignatureMethod::HmacSha1, Some(k)) => {
+                            let mut m = k.0.clone();
+                            m.update(base);
+                            m.verify_slice(tag).is_ok()
+                        }
+                        _ => {
+                            let key = signing_key(consumer_secret, b"");
+                            hmac_verify(method, key.as_bytes(), base, tag)
+                        }
                     }
-                    _ => {
-                        let key = signing_key(consumer_secret, b"");
-                        hmac_verify(method, key.as_bytes(), base, tag)
-                    }
-                },
-            );
+                });
             if !ok {
                 return Err(Error::InvalidSignature("signature mismatch"));
             }

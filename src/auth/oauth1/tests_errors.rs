@@ -63,7 +63,7 @@ pub(super) fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> 
 }
 
 /// Runs parse + verify (plaintext disallowed, body hash not required).
-pub(super) fn outcome(r: &SignedRequest) -> Result<OAuthParams, OAuth1Error> {
+pub(super) fn outcome<'a>(r: &SignedRequest<'a>) -> Result<OAuthParams<'a>, OAuth1Error> {
     let p = parse(r)?;
     let plain = verify(r, &p, SECRET, false, Some(b""), false);
     // The gateway's path, with the HMAC-SHA1 state keyed at load: it must
