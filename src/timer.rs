@@ -70,7 +70,11 @@ fn far_or(deadline: Option<Instant>) -> Instant {
 /// The deadline `timeout` from now on tokio's clock, saturating as
 /// `tokio::time::timeout` does instead of overflowing.
 pub fn deadline_in(timeout: Duration) -> tokio::time::Instant {
-    let now = tokio::time::Instant::now();
+    deadline_from(tokio::time::Instant::now(), timeout)
+}
+
+/// [`deadline_in`] from a time the caller has already read.
+pub fn deadline_from(now: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
     now.checked_add(timeout)
         .unwrap_or_else(|| tokio::time::Instant::from_std(far_or(None)))
 }

@@ -83,12 +83,13 @@ impl Pools {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The most recently used open connection to `to`, if any.
-    fn checkout(&self, to: &Authority) -> Option<Conn> {
+    /// The most recently used open connection to `to`, if any. `now` is
+    /// the time the caller read last (a clock read less per request).
+    fn checkout(&self, to: &Authority, now: Instant) -> Option<Conn> {
         let mut map = self.lock();
         let list = map.get_mut(to.as_str())?;
         while let Some(mut c) = list.pop() {
-            if c.since.elapsed() < IDLE_TIMEOUT && c.conn.is_usable() {
+            if now.saturating_duration_since(c.since) < IDLE_TIMEOUT && c.conn.is_usable() {
                 return Some(c.conn);
             }
         }
@@ -206,8 +207,10 @@ impl Upstreams {
             added: &added,
             framing,
         };
-        let deadline = crate::timer::deadline_in(timeout);
-        self.round_trip(to, out, body, deadline).await
+        let now = tokio::time::Instant::now();
+        let deadline = crate::timer::deadline_from(now, timeout);
+        self.round_trip(to, out, body, now.into_std(), deadline)
+            .await
     }
 
     /// The response head must arrive by `deadline`: a new connection waits
@@ -218,6 +221,7 @@ impl Upstreams {
         to: Authority,
         out: Outgoing<'_>,
         body: Body,
+        now: Instant,
         deadline: tokio::time::Instant,
     ) -> Result<Response<Body>, GatewayError> {
         let mut writer = BodyWriter::new(body, out.framing);
@@ -225,7 +229,7 @@ impl Upstreams {
         // upstream go out back to back (see the module notes).
         tokio::task::yield_now().await;
         let idempotent = out.method.is_idempotent();
-        let mut pooled = self.pools.checkout(&to);
+        let mut pooled = self.pools.checkout(&to, now);
         loop {
             let mut conn = match pooled.take() {
                 Some(c) => c,
@@ -254,7 +258,7 @@ impl Upstreams {
                     }
                     // The upstream closed this idle connection: the next
                     // pooled one, else a new one.
-                    pooled = self.pools.checkout(&to);
+                    pooled = self.pools.checkout(&to, now);
                 }
             }
         }

@@ -13,7 +13,7 @@
 //! * A nonce is looked up once, in its shard's one table, whatever the
 //!   timestamp it comes with: a nonce stays used for its key until its
 //!   expiry. The lookup and the insert touch one cache line (see
-//!   `table.rs`). Before 2026-11-24 each shard had a ring of eight tables
+//!   `table.rs`). Until 2026-11-23 each shard had a ring of eight tables
 //!   by expiry time, and a fresh nonce was looked up in each live one:
 //!   about four lookups, and tables allocated and freed as time moved on.
 //! * Expiry: an entry found past its expiry counts as absent and is
