@@ -208,9 +208,12 @@ impl Table {
         dropped
     }
 
-    /// After a sweep: moves each entry of `displaced` buckets that sits
-    /// past its home to the first free slot between its home and where it
-    /// is, then flags the buckets every entry still away from home passes.
+    /// After a sweep (which cleared every flag): moves each entry of the
+    /// `displaced` buckets that sits past its home to the first free slot
+    /// on the way from its home, and flags every full bucket it passes on
+    /// that way, which are exactly the buckets a lookup must go past to
+    /// find it. An entry never moves once it has been placed, except when
+    /// its own bucket comes up in `displaced`, so the flags stay right.
     /// (An entry moved lands in its home or in another `displaced` bucket:
     /// every bucket from its home to where it was had been flagged.)
     fn compact(&mut self, displaced: &[usize]) {
@@ -228,18 +231,6 @@ impl Table {
                         self.buckets[i].slots[s] = 0;
                         break;
                     }
-                    j = self.next(j);
-                }
-            }
-        }
-        for &i in displaced {
-            for s in 0..SLOTS {
-                let entry = self.buckets[i].slots[s];
-                if entry == 0 {
-                    continue;
-                }
-                let mut j = home(entry, n);
-                while j != i {
                     self.buckets[j].overflow = 1;
                     j = self.next(j);
                 }
