@@ -232,16 +232,23 @@ fn expiry_is_exact_and_sweeps_drop_only_expired_entries() {
     assert!(kept < 60_000);
     assert_eq!(s.len(), kept);
     // Every expired nonce is usable again; every other one is refused.
-    for i in 0..60_000u64 {
+    offer_again(&s, 60_000, ts_of, later);
+    assert_eq!(s.len(), 60_000);
+}
+
+/// Offers nonces `n0`, `n1`, … again at `later`: each one whose timestamp
+/// (`ts_of(i)`) has expired is accepted, every other one refused.
+fn offer_again(s: &MemoryNonceStore, count: u64, ts_of: impl Fn(u64) -> u64, later: u64) {
+    for i in 0..count {
         let ts = ts_of(i);
         let again = s.check_and_insert_sync("k", &format!("n{i}"), later, later);
-        if ts + W < later {
-            assert_eq!(again, Ok(()), "ts {ts} should have expired");
+        let want = if ts + W < later {
+            Ok(())
         } else {
-            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts}");
-        }
+            Err(ReplayError::Replayed)
+        };
+        assert_eq!(again, want, "ts {ts}");
     }
-    assert_eq!(s.len(), 60_000);
 }
 
 #[test]
@@ -258,16 +265,7 @@ fn expired_entries_are_usable_before_their_sweep() {
     // One second on: hardly any shard is due for a sweep (the first sweeps
     // are spread over a quarter window), but the nonces of the oldest
     // timestamp have expired and the rest have not.
-    let later = now + 1;
-    for i in 0..10_000u64 {
-        let ts = now - W + i % W;
-        let again = s.check_and_insert_sync("k", &format!("n{i}"), later, later);
-        if ts + W < later {
-            assert_eq!(again, Ok(()), "ts {ts}");
-        } else {
-            assert_eq!(again, Err(ReplayError::Replayed), "ts {ts}");
-        }
-    }
+    offer_again(&s, 10_000, |i| now - W + i % W, now + 1);
     assert_eq!(s.len(), 10_000);
 }
 
