@@ -111,6 +111,14 @@ impl MemoryNonceStore {
         h.finish()
     }
 
+    /// The shard of `(key_id, nonce)`, and the fingerprint bits its entry
+    /// carries (expiry bits zero).
+    fn identity(&self, key_id: &str, nonce: &str) -> (usize, u64) {
+        let fp = self.fingerprint(key_id, nonce);
+        // Never all zero bits: 0 marks a free slot.
+        ((fp % SHARDS as u64) as usize, (fp & FP_MASK).max(1 << 16))
+    }
+
     fn lock(&self, idx: usize) -> MutexGuard<'_, Shard> {
         // Nothing panics while a shard is locked; if it ever did, the table
         // is still structurally valid, so keep going.
@@ -158,6 +166,13 @@ impl MemoryNonceStore {
             .is_ok()
     }
 
+    /// Starts loading the table line that [`check_and_insert_sync`]
+    /// (Self::check_and_insert_sync) will look at for `(key_id, nonce)`.
+    pub fn prefetch(&self, key_id: &str, nonce: &str) {
+        let (idx, id) = self.identity(key_id, nonce);
+        self.lock(idx).table.prefetch(id);
+    }
+
     /// Synchronous check-and-insert (the trait method wraps this).
     pub fn check_and_insert_sync(
         &self,
@@ -174,10 +189,8 @@ impl MemoryNonceStore {
         if expiry < now || timestamp > now.saturating_add(self.window) {
             return Err(ReplayError::Replayed);
         }
-        let fp = self.fingerprint(key_id, nonce);
-        let idx = (fp % SHARDS as u64) as usize;
-        // A fingerprint is never all zero bits: 0 marks a free slot.
-        let entry = (fp & FP_MASK).max(1 << 16) | u64::from(self.tick(expiry));
+        let (idx, id) = self.identity(key_id, nonce);
+        let entry = id | u64::from(self.tick(expiry));
         let now_tick = self.tick(now);
         for attempt in 0..2 {
             {
@@ -234,6 +247,10 @@ impl NonceStore for MemoryNonceStore {
         now: u64,
     ) -> Option<Result<(), ReplayError>> {
         Some(self.check_and_insert_sync(key_id, nonce, timestamp, now))
+    }
+
+    fn prefetch(&self, key_id: &str, nonce: &str) {
+        MemoryNonceStore::prefetch(self, key_id, nonce)
     }
 
     fn len(&self) -> usize {

@@ -45,6 +45,35 @@ fn insert_then_replay() {
 }
 
 #[test]
+fn prefetch_is_only_a_hint() {
+    let s: Arc<dyn NonceStore> = Arc::new(MemoryNonceStore::new(W, 100_000));
+    // On empty tables, then through several doublings.
+    s.prefetch("k", "first");
+    assert_eq!(s.len(), 0);
+    for i in 0..20_000 {
+        let n = format!("n{i}");
+        s.prefetch("k", &n);
+        assert_eq!(s.check_and_insert_now("k", &n, 1000, 1000), Some(Ok(())));
+    }
+    assert_eq!(s.len(), 20_000);
+    for i in (0..20_000).step_by(97) {
+        let n = format!("n{i}");
+        s.prefetch("k", &n);
+        assert_eq!(
+            s.check_and_insert_now("k", &n, 1000, 1001),
+            Some(Err(ReplayError::Replayed))
+        );
+    }
+    // A prefetch records nothing.
+    s.prefetch("k", "never checked");
+    assert_eq!(s.len(), 20_000);
+    assert_eq!(
+        s.check_and_insert_now("k", "never checked", 1000, 1001),
+        Some(Ok(()))
+    );
+}
+
+#[test]
 fn trait_future_path() {
     let s: Arc<dyn NonceStore> = Arc::new(MemoryNonceStore::new(W, 10));
     assert_eq!(block_on(s.check_and_insert("k", "n", 50, 60)), Ok(()));

@@ -41,6 +41,12 @@ pub trait NonceStore: Send + Sync + 'static {
         None
     }
 
+    /// A hint that `(key_id, nonce)` is about to be checked: the memory
+    /// store starts loading the line of its table that the check will
+    /// touch, so that the load (a memory access once the store outgrows
+    /// the caches) overlaps the signature check instead of following it.
+    fn prefetch(&self, _key_id: &str, _nonce: &str) {}
+
     /// Live entries (approximate).
     fn len(&self) -> usize;
 

@@ -89,6 +89,27 @@ impl Table {
         (i + 1) & (self.buckets.len() - 1)
     }
 
+    /// Starts loading `entry`'s home bucket into the cache without waiting
+    /// for it, so that a [`check_insert`](Self::check_insert) a little
+    /// later finds it there. A no-op where there is no prefetch
+    /// instruction.
+    pub(super) fn prefetch(&self, entry: u64) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let bucket = &self.buckets[home(entry, self.buckets.len())];
+        #[cfg(all(
+            any(target_arch = "x86_64", target_arch = "x86"),
+            target_feature = "sse"
+        ))]
+        safe_arch::prefetch_t0(bucket);
+        #[cfg(not(all(
+            any(target_arch = "x86_64", target_arch = "x86"),
+            target_feature = "sse"
+        )))]
+        let _ = bucket;
+    }
+
     /// Looks `entry`'s fingerprint up. Live → [`Outcome::Live`]; expired →
     /// replaced by `entry`; absent → added if `reserve()` agrees.
     pub(super) fn check_insert(
