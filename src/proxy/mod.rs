@@ -225,9 +225,6 @@ impl Upstreams {
         deadline: tokio::time::Instant,
     ) -> Result<Response<Body>, GatewayError> {
         let mut writer = BodyWriter::new(body, out.framing);
-        // Let the other requests that are ready run first, so writes to the
-        // upstream go out back to back (see the module notes).
-        tokio::task::yield_now().await;
         let idempotent = out.method.is_idempotent();
         let mut pooled = self.pools.checkout(&to, now);
         loop {
