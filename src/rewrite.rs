@@ -101,28 +101,26 @@ fn folded_starts_with(name: &str, prefix: &str) -> bool {
 /// the gateway sets itself, odd spellings of `X-Forwarded-For` and
 /// `X-Request-Id`, and the credential headers.
 pub fn strip_untrusted(headers: &mut HeaderMap) {
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| {
-            let s = n.as_str();
-            // Every name below starts with `x`, `f` or `a`: most headers
-            // (host, accept, user-agent, content-*) stop here.
-            if !matches!(s.as_bytes().first(), Some(b'x' | b'f' | b'a')) {
-                return false;
-            }
-            folded_starts_with(s, "x-auth-")
-                || METHOD_OVERRIDE.iter().any(|m| folded_eq(s, m))
-                || GATEWAY_SET.iter().any(|m| folded_eq(s, m))
-                || folded_eq(s, "x-api-key")
-                || (folded_eq(s, "x-forwarded-for") && s != "x-forwarded-for")
-                || (folded_eq(s, "x-request-id") && s != "x-request-id")
-                || s == "authorization"
-        })
-        .cloned()
-        .collect();
-    for name in doomed {
+    // One name at a time, looked for again after each removal: a request
+    // usually carries one (its `Authorization`), and no list is allocated.
+    while let Some(name) = headers.keys().find(|n| untrusted(n.as_str())).cloned() {
         headers.remove(name);
     }
+}
+
+fn untrusted(s: &str) -> bool {
+    // Every name below starts with `x`, `f` or `a`: most headers (host,
+    // accept, user-agent, content-*) stop here.
+    if !matches!(s.as_bytes().first(), Some(b'x' | b'f' | b'a')) {
+        return false;
+    }
+    folded_starts_with(s, "x-auth-")
+        || METHOD_OVERRIDE.iter().any(|m| folded_eq(s, m))
+        || GATEWAY_SET.iter().any(|m| folded_eq(s, m))
+        || folded_eq(s, "x-api-key")
+        || (folded_eq(s, "x-forwarded-for") && s != "x-forwarded-for")
+        || (folded_eq(s, "x-request-id") && s != "x-request-id")
+        || s == "authorization"
 }
 
 /// What the gateway adds for the upstream.
@@ -196,7 +194,9 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding) -> Vec<u8> {
             line(&mut out, "x-auth-grants", g.as_bytes());
         }
     }
-    if let Entry::Occupied(e) = headers.entry(X_FORWARDED_FOR) {
+    // A `HeaderName` constant, not the `&str`: `entry` turns a `&str` into
+    // an owned name (a copy of its bytes) when the header is absent.
+    if let Entry::Occupied(e) = headers.entry(HeaderName::from_static(X_FORWARDED_FOR)) {
         let mut xff = Vec::with_capacity(48);
         for prior in e.remove_entry_mult().1 {
             if let Ok(p) = prior.to_str() {

@@ -105,17 +105,23 @@ pub fn has_param_prefix(query: &[u8], prefix: &str) -> bool {
     })
 }
 
-/// The scheme word of an `Authorization` value, lower-cased.
-fn auth_scheme(v: &HeaderValue) -> String {
+/// The scheme word of an `Authorization` value (compared ignoring case).
+fn auth_scheme(v: &HeaderValue) -> &[u8] {
     let b = v.as_bytes();
     let end = b.iter().position(|c| *c == b' ').unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).to_ascii_lowercase()
+    &b[..end]
 }
 
 /// Find the credential in the headers and query. A form body that may hold
 /// OAuth 1.0 parameters is looked at later, once buffered.
 pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayError> {
-    let mut found: Vec<Credential<'a>> = Vec::new();
+    // The credential found last, and how many were found.
+    let mut found: Option<Credential<'a>> = None;
+    let mut count = 0;
+    let mut add = |c: Credential<'a>, found: &mut Option<Credential<'a>>| {
+        count += 1;
+        *found = Some(c);
+    };
     let mut auth = parts.headers.get_all(AUTHORIZATION).iter();
     let authorization = auth.next();
     if auth.next().is_some() {
@@ -127,16 +133,18 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
     let query = parts.uri.query().unwrap_or("").as_bytes();
     let oauth_query = has_param_prefix(query, "oauth_");
     if let Some(v) = authorization {
-        match auth_scheme(v).as_str() {
-            "basic" => found.push(Credential::Basic(v)),
-            "bearer" => found.push(Credential::Bearer(v)),
-            "oauth" => found.push(Credential::OAuth1 { header: Some(v) }),
-            _ => {
-                return Err(err(
-                    Code::InvalidCredentials,
-                    "the Authorization scheme is not one this gateway accepts",
-                ))
-            }
+        let scheme = auth_scheme(v);
+        if scheme.eq_ignore_ascii_case(b"basic") {
+            add(Credential::Basic(v), &mut found);
+        } else if scheme.eq_ignore_ascii_case(b"bearer") {
+            add(Credential::Bearer(v), &mut found);
+        } else if scheme.eq_ignore_ascii_case(b"oauth") {
+            add(Credential::OAuth1 { header: Some(v) }, &mut found);
+        } else {
+            return Err(err(
+                Code::InvalidCredentials,
+                "the Authorization scheme is not one this gateway accepts",
+            ));
         }
     }
     let mut api = parts.headers.get_all("x-api-key").iter();
@@ -147,20 +155,19 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
                 "the request carries more than one X-Api-Key header",
             ));
         }
-        found.push(Credential::ApiKeyHeader(v));
+        add(Credential::ApiKeyHeader(v), &mut found);
     }
-    if oauth_query && !matches!(found.last(), Some(Credential::OAuth1 { .. })) {
+    if oauth_query && !matches!(found, Some(Credential::OAuth1 { .. })) {
         // OAuth parameters in both header and query are the OAuth 1.0
         // verifier's to refuse (duplicate_parameter); next to another scheme
         // they are a second credential.
-        found.push(Credential::OAuth1 { header: None });
+        add(Credential::OAuth1 { header: None }, &mut found);
     }
     if has_param_prefix(query, "pc_") {
-        found.push(Credential::SignedUrl);
+        add(Credential::SignedUrl, &mut found);
     }
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.pop()),
+    match count {
+        0 | 1 => Ok(found),
         _ => Err(err(
             Code::MultipleCredentials,
             "the request carries more than one credential",

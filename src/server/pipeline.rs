@@ -184,6 +184,7 @@ where
     check_framing(req.headers())?;
     let (mut parts, mut body) = req.into_parts();
     let host = request_host(&parts)?;
+    let host = host.as_ref().map(RequestHost::as_str);
     // Borrowed from the request target unless normalising changed it.
     let path =
         path::normalize(parts.uri.path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
@@ -196,7 +197,7 @@ where
     }
     let route = snap
         .routes
-        .lookup(host.as_deref().map(host_without_port).as_deref(), &path)
+        .lookup(host.map(host_without_port).as_deref(), &path)
         .ok_or_else(|| err(Code::NoRoute, "no route matches this host and path"))?;
     out.route = Some(route);
 
@@ -205,7 +206,7 @@ where
     } else {
         let areq = AuthRequest {
             parts: &parts,
-            host: host.as_deref(),
+            host,
             arrived: arrival.at,
         };
         let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
@@ -234,11 +235,11 @@ where
             identity: identity.as_ref(),
             grants: grants.as_deref(),
             client_ip: arrival.peer.ip(),
-            host: host.as_deref(),
+            host,
             request_id,
         },
     );
-    match (&host, route.config.preserve_host) {
+    match (host, route.config.preserve_host) {
         (Some(h), true) => {
             if let Ok(v) = HeaderValue::from_str(h) {
                 parts.headers.insert(HOST, v);
@@ -290,9 +291,26 @@ fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// The host a request names, kept without a copy: both sources share the
+/// buffer the request was read into.
+enum RequestHost {
+    /// A `Host` header that passed [`valid_host`] (so it is ASCII).
+    Header(HeaderValue),
+    Authority(http::uri::Authority),
+}
+
+impl RequestHost {
+    fn as_str(&self) -> &str {
+        match self {
+            RequestHost::Header(v) => v.to_str().unwrap_or_default(),
+            RequestHost::Authority(a) => a.as_str(),
+        }
+    }
+}
+
 /// The host the client asked for: `:authority` (HTTP/2, absolute-form) or
 /// `Host`; when both are given they must agree.
-fn request_host(req: &http::request::Parts) -> Result<Option<String>, GatewayError> {
+fn request_host(req: &http::request::Parts) -> Result<Option<RequestHost>, GatewayError> {
     let mut hosts = req.headers.get_all(HOST).iter();
     let header = hosts.next();
     if hosts.next().is_some() {
@@ -301,23 +319,23 @@ fn request_host(req: &http::request::Parts) -> Result<Option<String>, GatewayErr
             "the request has more than one Host header",
         ));
     }
-    let header = match header {
-        Some(v) => Some(v.to_str().ok().filter(|h| valid_host(h)).ok_or_else(|| {
-            err(
+    if let Some(v) = header {
+        if !v.to_str().is_ok_and(valid_host) {
+            return Err(err(
                 Code::MalformedRequest,
                 "the Host header is not a valid host",
-            )
-        })?),
-        None => None,
-    };
-    let authority = req.uri.authority().map(|a| a.as_str());
-    match (authority, header) {
-        (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => Err(err(
-            Code::MalformedRequest,
-            "the Host header and the request target name different hosts",
-        )),
-        (Some(a), _) => Ok(Some(a.to_string())),
-        (None, Some(h)) => Ok(Some(h.to_string())),
+            ));
+        }
+    }
+    match (req.uri.authority(), header) {
+        (Some(a), Some(h)) if !a.as_str().as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+            Err(err(
+                Code::MalformedRequest,
+                "the Host header and the request target name different hosts",
+            ))
+        }
+        (Some(a), _) => Ok(Some(RequestHost::Authority(a.clone()))),
+        (None, Some(h)) => Ok(Some(RequestHost::Header(h.clone()))),
         (None, None) if req.version == Version::HTTP_11 => Err(err(
             Code::MalformedRequest,
             "the request has no Host header",
