@@ -1,6 +1,6 @@
 //! portcullis: a TLS-terminating authorization gateway.
 //!
-//! The request flow lives in [`server::pipeline`]; each step is a module named
+//! The request flow lives in `server::pipeline`; each step is a module named
 //! for its concern: [`routes`], [`auth`], [`authorize`], [`rewrite`], [`proxy`].
 #![forbid(unsafe_code)]
 

@@ -115,7 +115,8 @@ fn auth_scheme(v: &HeaderValue) -> &[u8] {
 /// Find the credential in the headers and query. A form body that may hold
 /// OAuth 1.0 parameters is looked at later, once buffered.
 pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayError> {
-    // The credential found last, and how many were found.
+    // The credential found last, and how many were found: more than one
+    // is refused below.
     let mut found: Option<Credential<'a>> = None;
     let mut count = 0;
     let mut add = |c: Credential<'a>, found: &mut Option<Credential<'a>>| {

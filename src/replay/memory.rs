@@ -166,8 +166,9 @@ impl MemoryNonceStore {
             .is_ok()
     }
 
-    /// Starts loading the table line that [`check_and_insert_sync`]
-    /// (Self::check_and_insert_sync) will look at for `(key_id, nonce)`.
+    /// Starts loading the table line that
+    /// [`check_and_insert_sync`](Self::check_and_insert_sync) will look at
+    /// for `(key_id, nonce)`.
     pub fn prefetch(&self, key_id: &str, nonce: &str) {
         let (idx, id) = self.identity(key_id, nonce);
         self.lock(idx).table.prefetch(id);
