@@ -326,16 +326,22 @@ fn ticks_are_exact_across_wraparound_and_coarse_for_long_windows() {
     assert_eq!(s.check_and_insert_sync("k", "b", past, past), Ok(()));
 }
 
-#[test]
-fn shards_are_swept_at_staggered_times() {
+/// A store holding `n` fresh nonces of key `k`, all stamped `now`.
+fn filled(n: u64, now: u64) -> MemoryNonceStore {
     let s = MemoryNonceStore::new(W, 1_000_000);
-    let now = 100_000;
-    for i in 0..64_000u64 {
+    for i in 0..n {
         assert_eq!(
             s.check_and_insert_sync("k", &format!("n{i}"), now, now),
             Ok(())
         );
     }
+    s
+}
+
+#[test]
+fn shards_are_swept_at_staggered_times() {
+    let now = 100_000;
+    let s = filled(64_000, now);
     // The purge task runs every few seconds; here every second. Once the
     // entries have expired they go a few shards at a time, never all at
     // once, and all within one sweep interval.
@@ -359,14 +365,8 @@ fn shards_are_swept_at_staggered_times() {
 
 #[test]
 fn memory_is_given_back_when_traffic_stops() {
-    let s = MemoryNonceStore::new(W, 1_000_000);
     let now = 100_000;
-    for i in 0..200_000u64 {
-        assert_eq!(
-            s.check_and_insert_sync("k", &format!("n{i}"), now, now),
-            Ok(())
-        );
-    }
+    let s = filled(200_000, now);
     let full = s.heap_bytes();
     assert!(full > 200_000 * 9, "{full}");
     s.purge(now + W + s.sweep_every + 1);
