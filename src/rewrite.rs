@@ -178,20 +178,21 @@ fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
 /// head after the client's headers. Call after the strips. The client's
 /// `X-Forwarded-For` is taken out of `headers` (its addresses lead ours in
 /// the new value), and so is its `X-Request-Id` (ours replaces it). Written
-/// straight as bytes: no header-map inserts, no value copies.
-pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+/// straight as bytes, appended to `out` (the request target's buffer,
+/// [`crate::proxy::Outbound::lines`]): no header-map inserts, no value
+/// copies.
+pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding, out: &mut Vec<u8>) {
     if let Some(id) = f.identity {
-        line(&mut out, "x-auth-subject", id.subject.as_bytes());
+        line(out, "x-auth-subject", id.subject.as_bytes());
         if let Some(k) = &id.key_id {
-            line(&mut out, "x-auth-key-id", k.as_bytes());
+            line(out, "x-auth-key-id", k.as_bytes());
         }
-        line(&mut out, "x-auth-scheme", id.scheme.as_str().as_bytes());
+        line(out, "x-auth-scheme", id.scheme.as_str().as_bytes());
         if let Some(iss) = &id.issuer {
-            line(&mut out, "x-auth-issuer", iss.as_bytes());
+            line(out, "x-auth-issuer", iss.as_bytes());
         }
         if let Some(g) = f.grants {
-            line(&mut out, "x-auth-grants", g.as_bytes());
+            line(out, "x-auth-grants", g.as_bytes());
         }
     }
     // A `HeaderName` constant, not the `&str`: `entry` turns a `&str` into
@@ -205,20 +206,19 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding) -> Vec<u8> {
             }
         }
         push_ip(&mut xff, f.client_ip);
-        line(&mut out, X_FORWARDED_FOR, &xff);
+        line(out, X_FORWARDED_FOR, &xff);
     } else {
         // An address's text needs no encoding.
         out.extend_from_slice(b"x-forwarded-for: ");
-        push_ip(&mut out, f.client_ip);
+        push_ip(out, f.client_ip);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-proto: https\r\n");
     if let Some(h) = f.host {
-        line(&mut out, "x-forwarded-host", h.as_bytes());
+        line(out, "x-forwarded-host", h.as_bytes());
     }
     headers.remove(X_REQUEST_ID);
-    line(&mut out, X_REQUEST_ID, f.request_id.as_bytes());
-    out
+    line(out, X_REQUEST_ID, f.request_id.as_bytes());
 }
 
 #[cfg(test)]
@@ -307,7 +307,9 @@ mod tests {
             host,
             request_id: &rid,
         };
-        String::from_utf8(forwarding_lines(headers, &f)).unwrap()
+        let mut out = Vec::new();
+        forwarding_lines(headers, &f, &mut out);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl Conn {
     pub fn encode_head(
         &mut self,
         method: &http::Method,
-        target: &str,
+        target: &[u8],
         host: &str,
         headers: &http::HeaderMap,
         added: &[u8],

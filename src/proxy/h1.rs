@@ -65,7 +65,7 @@ fn expects_body(m: &Method) -> bool {
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
-    target: &str,
+    target: &[u8],
     host: &str,
     headers: &HeaderMap,
     added: &[u8],
@@ -74,7 +74,7 @@ pub fn encode_head(
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     if !headers.contains_key(http::header::HOST) {
         out.extend_from_slice(b"host: ");
@@ -422,7 +422,7 @@ mod tests {
         encode_head(
             &mut out,
             &Method::GET,
-            "/p?q=1",
+            b"/p?q=1",
             "up:80",
             &h,
             b"",
@@ -432,7 +432,7 @@ mod tests {
         encode_head(
             &mut out,
             &Method::POST,
-            "/",
+            b"/",
             "up",
             &h,
             b"",
@@ -445,7 +445,7 @@ mod tests {
         encode_head(
             &mut out,
             &Method::PUT,
-            "/",
+            b"/",
             "up",
             &h,
             b"x-b: 2\r\n",
@@ -459,7 +459,7 @@ mod tests {
         encode_head(
             &mut out,
             &Method::POST,
-            "/",
+            b"/",
             "up",
             &h,
             b"",

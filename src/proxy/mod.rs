@@ -57,7 +57,14 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// A client's request body. Most requests have none: those get a
+/// zero-sized body, which boxes without an allocation.
 pub fn incoming(b: Incoming) -> Body {
+    if b.is_end_stream() {
+        return http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed();
+    }
     b.map_err(BoxError::from).boxed()
 }
 
@@ -140,31 +147,34 @@ impl Upstreams {
         upstream: &Upstream,
         path: &str,
         query: Option<&str>,
-        added: Vec<u8>,
     ) -> Result<Outbound, GatewayError> {
-        let mut target = String::with_capacity(upstream.base_path.len() + path.len() + 1);
-        target.push_str(&upstream.base_path);
-        target.push_str(path);
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            target.push('?');
-            target.push_str(q);
+        let query = query.filter(|q| !q.is_empty());
+        let len = upstream.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1);
+        // The gateway's header lines follow in the same buffer (about 250
+        // bytes with an identity): one allocation for both.
+        let mut head = Vec::with_capacity(len + 320);
+        head.extend_from_slice(upstream.base_path.as_bytes());
+        head.extend_from_slice(path.as_bytes());
+        if let Some(q) = query {
+            head.push(b'?');
+            head.extend_from_slice(q.as_bytes());
         }
         // It goes into the request line as is. Visible ASCII without `#`
         // (what the normalised path and a query usually are) passes at
         // once; anything else must be what `http` accepts in a request
         // target, which also bounds the length. `http` would cut a `#` off
         // its own copy, not ours, so a `#` is refused outright.
-        let plain = target.len() < usize::from(u16::MAX)
-            && target.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        let plain = head.len() < usize::from(u16::MAX)
+            && head.iter().all(|&b| b.is_ascii_graphic() && b != b'#');
         let valid =
-            plain || (!target.contains('#') && PathAndQuery::try_from(target.as_str()).is_ok());
+            plain || (!head.contains(&b'#') && PathAndQuery::try_from(head.as_slice()).is_ok());
         if !valid {
             return Err(err(Code::InvalidPath, "the path cannot be forwarded"));
         }
         Ok(Outbound {
             to: upstream.authority.clone(),
-            target,
-            added,
+            target_len: head.len(),
+            head,
         })
     }
 
@@ -190,7 +200,12 @@ impl Upstreams {
         timeout: Duration,
     ) -> Result<Response<Body>, GatewayError> {
         let (parts, body) = req.into_parts();
-        let Outbound { to, target, added } = out;
+        let Outbound {
+            to,
+            head,
+            target_len,
+        } = out;
+        let (target, added) = head.split_at(target_len);
         let framing = if body.is_end_stream() {
             ReqFraming::Empty
         } else if let Some(n) = declared_length(&parts.headers) {
@@ -202,9 +217,9 @@ impl Upstreams {
         };
         let out = Outgoing {
             method: &parts.method,
-            target: &target,
+            target,
             headers: &parts.headers,
-            added: &added,
+            added,
             framing,
         };
         let now = tokio::time::Instant::now();
@@ -284,17 +299,34 @@ impl Upstreams {
 #[derive(Debug)]
 pub struct Outbound {
     pub to: Authority,
-    /// The request target (origin form), already checked.
-    pub target: String,
-    /// The gateway's header lines, `name: value\r\n` each
+    /// The request target (origin form, already checked), then the
+    /// gateway's header lines, `name: value\r\n` each
     /// ([`crate::rewrite::forwarding_lines`]).
-    pub added: Vec<u8>,
+    head: Vec<u8>,
+    target_len: usize,
+}
+
+impl Outbound {
+    /// The request target, as it goes into the request line.
+    pub fn target(&self) -> &[u8] {
+        &self.head[..self.target_len]
+    }
+
+    /// The gateway's header lines so far.
+    pub fn added(&self) -> &[u8] {
+        &self.head[self.target_len..]
+    }
+
+    /// Where [`crate::rewrite::forwarding_lines`] appends the lines.
+    pub fn lines(&mut self) -> &mut Vec<u8> {
+        &mut self.head
+    }
 }
 
 /// What goes on the wire for one request.
 struct Outgoing<'a> {
     method: &'a Method,
-    target: &'a str,
+    target: &'a [u8],
     headers: &'a HeaderMap,
     /// The gateway's own header lines, already `name: value\r\n`.
     added: &'a [u8],
@@ -363,22 +395,23 @@ mod tests {
 
     #[test]
     fn outbound_targets_join_base_path_path_and_query() {
-        let out =
-            Upstreams::outbound(&upstream("/api"), "/model/x", Some("a=1&b"), vec![]).unwrap();
-        assert_eq!(out.target, "/api/model/x?a=1&b");
+        let out = Upstreams::outbound(&upstream("/api"), "/model/x", Some("a=1&b")).unwrap();
+        assert_eq!(out.target(), b"/api/model/x?a=1&b");
         assert_eq!(out.to.as_str(), "127.0.0.1:9000");
-        let out = Upstreams::outbound(&upstream(""), "/m", Some(""), b"x: y\r\n".to_vec()).unwrap();
-        assert_eq!(out.target, "/m");
-        assert_eq!(out.added, b"x: y\r\n");
+        assert_eq!(out.added(), b"");
+        let mut out = Upstreams::outbound(&upstream(""), "/m", Some("")).unwrap();
+        out.lines().extend_from_slice(b"x: y\r\n");
+        assert_eq!(out.target(), b"/m");
+        assert_eq!(out.added(), b"x: y\r\n");
         // Raw UTF-8 in a query (hyper lets it through) is forwarded as before.
-        let out = Upstreams::outbound(&upstream(""), "/m", Some("q=\u{e9}"), vec![]).unwrap();
-        assert_eq!(out.target, "/m?q=\u{e9}");
+        let out = Upstreams::outbound(&upstream(""), "/m", Some("q=\u{e9}")).unwrap();
+        assert_eq!(out.target(), "/m?q=\u{e9}".as_bytes());
     }
 
     #[test]
     fn outbound_targets_that_could_break_the_request_line_are_refused() {
         for query in ["a b", "a\r\nx: y", "a\nb", "a\u{7f}", "frag#x", "a\tb"] {
-            let e = Upstreams::outbound(&upstream(""), "/m", Some(query), vec![]).unwrap_err();
+            let e = Upstreams::outbound(&upstream(""), "/m", Some(query)).unwrap_err();
             assert_eq!(e.code, Code::InvalidPath, "{query:?}");
         }
     }

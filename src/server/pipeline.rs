@@ -227,9 +227,10 @@ where
         .as_ref()
         .ok_or_else(|| err(Code::Internal, "the route has no upstream"))?;
     let query = strip_credential_params(parts.uri.query());
+    let mut outbound = Upstreams::outbound(upstream, &path, query.as_deref())?;
     rewrite::strip_hop_by_hop(&mut parts.headers);
     rewrite::strip_untrusted(&mut parts.headers);
-    let added = rewrite::forwarding_lines(
+    rewrite::forwarding_lines(
         &mut parts.headers,
         &Forwarding {
             identity: identity.as_ref(),
@@ -238,6 +239,7 @@ where
             host,
             request_id,
         },
+        outbound.lines(),
     );
     match (host, route.config.preserve_host) {
         (Some(h), true) => {
@@ -250,7 +252,6 @@ where
             parts.headers.remove(HOST);
         }
     }
-    let outbound = Upstreams::outbound(upstream, &path, query.as_deref(), added)?;
     parts.version = Version::HTTP_11;
     forward(
         Request::from_parts(parts, body),
