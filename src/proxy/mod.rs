@@ -317,7 +317,8 @@ impl Outbound {
         &self.head[self.target_len..]
     }
 
-    /// Where [`crate::rewrite::forwarding_lines`] appends the lines.
+    /// Where [`crate::rewrite::forwarding_lines`] appends the lines. Only
+    /// append: the target is the buffer's first `target_len` bytes.
     pub fn lines(&mut self) -> &mut Vec<u8> {
         &mut self.head
     }
