@@ -321,7 +321,6 @@ fn serve(path: &Path, demo: bool) -> ExitCode {
         }
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(crate::server::signals(gw.clone(), tx));
-        tokio::spawn(crate::logging::flush_periodically());
         crate::server::run(gw, listeners, rx).await;
         ExitCode::SUCCESS
     });

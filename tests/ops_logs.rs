@@ -221,3 +221,95 @@ async fn single_threaded_runtime_writes_lines_promptly() {
     }
     assert_eq!(up.count(), 3);
 }
+
+/// `n` GET requests for `/model/ABC-1` with K1's Basic credentials over one
+/// keep-alive connection; their statuses.
+async fn keep_alive_gets(gw: &Gateway, n: usize) -> Vec<u16> {
+    use http_body_util::{BodyExt, Empty};
+    let stream = connect(gw, &[b"http/1.1"]).await;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("http handshake");
+    tokio::spawn(conn);
+    let auth = basic("K1", SECRET);
+    let mut statuses = Vec::with_capacity(n);
+    for _ in 0..n {
+        let req = http::Request::get("/model/ABC-1")
+            .header("host", gw.host())
+            .header("authorization", &auth)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        sender.ready().await.expect("connection ready");
+        let resp = sender.send_request(req).await.expect("send request");
+        statuses.push(resp.status().as_u16());
+        let _ = resp.into_body().collect().await;
+    }
+    statuses
+}
+
+/// A stderr nobody reads (a stuck log shipper, a terminal paused with ^S)
+/// does not stop the gateway: requests are still served, the lines that do
+/// not fit the gateway's buffer are dropped and counted, a warning says so
+/// once stderr is read again, and the gateway still shuts down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unread_stderr_does_not_stop_the_gateway() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&standard_body(&up));
+    gw.pause_logs(true);
+    // About 250 bytes an access line: 8,000 lines are about 2 MB, more than
+    // the pipe (64 KiB) and the gateway's buffer (1 MiB) hold together.
+    let (conns, each) = (4, 2000);
+    let gw = std::sync::Arc::new(gw);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let gw = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_secs(60), keep_alive_gets(&gw, each))
+                .await
+                .expect("requests stalled while stderr was not read")
+        }));
+    }
+    for t in tasks {
+        let statuses = t.await.unwrap();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    assert_eq!(up.count(), conns * each);
+    let dropped = gw
+        .metric("portcullis_log_lines_dropped_total")
+        .expect("the dropped-lines counter");
+    assert!(dropped > 0.0, "no lines dropped with stderr unread");
+    assert!(dropped < (conns * each) as f64, "{dropped}");
+
+    gw.pause_logs(false);
+    let warned = wait_lines(&gw, 1, |l| l.contains("log lines dropped"));
+    assert_eq!(warned.len(), 1, "{}", gw.logs());
+    let kept = wait_lines(&gw, 1000, |l| l.contains("portcullis::access"));
+    assert!(kept.len() >= 1000, "{} access lines", kept.len());
+    // No line is torn: every access line that arrived is whole.
+    for l in &kept {
+        let latency = l.rsplit_once(" latency_us=").map(|(_, v)| v);
+        assert!(
+            latency.is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+            "torn line: {l}"
+        );
+    }
+    let mut gw = std::sync::Arc::into_inner(gw).expect("one owner");
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
+}
+
+/// Shutdown does not wait forever for a stderr nobody reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_with_unread_stderr_exits() {
+    let up = Upstream::start().await;
+    let mut gw = Gateway::start(&standard_body(&up));
+    gw.pause_logs(true);
+    let statuses = tokio::time::timeout(Duration::from_secs(60), keep_alive_gets(&gw, 1500))
+        .await
+        .expect("requests stalled while stderr was not read");
+    assert!(statuses.iter().all(|s| *s == 200));
+    // The gateway waits a bounded time (2 s) for stderr, not for ever.
+    gw.signal("TERM");
+    assert_eq!(gw.wait_exit(Duration::from_secs(15)), Some(0));
+}
