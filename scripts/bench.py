@@ -8,6 +8,11 @@ share core 1. Every target runs for the whole bench; rounds go through the
 targets in turn (the order reversed every other round) so drift in the
 machine hits every target alike.
 
+nginx runs twice: with `access_log off`, and with an access log buffered as
+the gateway's is. Likewise the gateway: with its access log on (the
+default, to a file) and off. Each gateway row is also compared with the
+nginx that logs as it does.
+
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
     read from /proc (schedstat of every thread of the proxy's processes);
@@ -48,6 +53,12 @@ PORTCULLIS_ADMIN = 9481
 # the same work as it does.
 QUIET_PORT = 9448
 QUIET_ADMIN = 9482
+# A second nginx that writes an access log, buffered as the gateway's is
+# (`buffer=64k flush=200ms`, nginx's `combined` format, to a file): the
+# reference for the gateway's rows with the access log on.
+NGINX_LOG_PORT = 9449
+NGINX = "nginx TLS proxy, no auth"
+NGINX_LOG = "nginx TLS proxy, no auth, access log on"
 PATH = "/model/ABC-1"
 AUDIENCE = "bench"
 PROXY_CORE = "0"
@@ -218,21 +229,21 @@ http {{
     (OUT / "upstream.conf").write_text(conf)
 
 
-def write_nginx():
+def write_nginx(name, port, access_log):
     conf = f"""
 daemon off;
 worker_processes 1;
-pid {OUT}/nginx.pid;
-error_log {OUT}/nginx-error.log warn;
+pid {OUT}/{name}.pid;
+error_log {OUT}/{name}-error.log warn;
 worker_rlimit_nofile 65536;
 events {{ worker_connections 16384; }}
 http {{
-  access_log off;
+  access_log {access_log};
   keepalive_requests 10000000;
   keepalive_timeout 300s;
   upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; keepalive_requests 10000000; }}
   server {{
-    listen 127.0.0.1:{NGINX_PORT} ssl backlog=4096;
+    listen 127.0.0.1:{port} ssl backlog=4096;
     ssl_certificate {OUT}/certs/gateway.crt;
     ssl_certificate_key {OUT}/certs/gateway.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -244,7 +255,7 @@ http {{
   }}
 }}
 """
-    (OUT / "nginx.conf").write_text(conf)
+    (OUT / f"{name}.conf").write_text(conf)
 
 
 def write_haproxy(k):
@@ -365,7 +376,8 @@ def targets(k, pids):
     pc = f"https://127.0.0.1:{PORTCULLIS_PORT}{PATH}"
     t = [
         ("direct (no proxy, plain http)", None, f"http://127.0.0.1:{UPSTREAM_PORT}{PATH}", "none", []),
-        ("nginx TLS proxy, no auth", pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", []),
+        (NGINX, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", []),
+        (NGINX_LOG, pids["nginx-log"], f"https://127.0.0.1:{NGINX_LOG_PORT}{PATH}", "none", []),
     ]
     for alg, port in HAPROXY_PORTS.items():
         t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
@@ -411,7 +423,8 @@ def main():
     k = make_keys()
     mint_tokens(k)
     write_upstream()
-    write_nginx()
+    write_nginx("nginx", NGINX_PORT, "off")
+    write_nginx("nginx-log", NGINX_LOG_PORT, f"{OUT}/nginx-access.log combined buffer=64k flush=200ms")
     write_haproxy(k)
     write_portcullis(k, args.log_level)
     env = dict(os.environ, BENCH_KEY_SECRET=k["key_secret"], BENCH_HS_SECRET=k["hs_secret"])
@@ -422,12 +435,13 @@ def main():
         start("upstream", ["nginx", "-c", str(OUT / "upstream.conf"), "-p", str(OUT)], LOAD_CORE)
         wait_port(UPSTREAM_PORT)
         pids["nginx"] = start("nginx", ["nginx", "-c", str(OUT / "nginx.conf"), "-p", str(OUT)], PROXY_CORE).pid
+        pids["nginx-log"] = start("nginx-log", ["nginx", "-c", str(OUT / "nginx-log.conf"), "-p", str(OUT)], PROXY_CORE).pid
         for alg in HAPROXY_PORTS:
             pids[f"haproxy-{alg}"] = start(f"haproxy-{alg}", ["haproxy", "-db", "-f", str(OUT / f"haproxy-{alg}.cfg")], PROXY_CORE).pid
         pcp = start("portcullis", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis.yaml")], PROXY_CORE, env=env)
         pids["portcullis"] = pcp.pid
         pids["portcullis-quiet"] = start("portcullis-quiet", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis-quiet.yaml")], PROXY_CORE, env=env).pid
-        for port in [NGINX_PORT, PORTCULLIS_PORT, QUIET_PORT, *HAPROXY_PORTS.values()]:
+        for port in [NGINX_PORT, NGINX_LOG_PORT, PORTCULLIS_PORT, QUIET_PORT, *HAPROXY_PORTS.values()]:
             wait_port(port)
         time.sleep(1)
         idle_rss = rss_kib(pcp.pid)
@@ -557,10 +571,21 @@ def nonces():
 
 
 def report(args, results, rate, mem):
-    nginx = results.get("nginx TLS proxy, no auth")
+    nginx = results.get(NGINX)
     direct = results.get("direct (no proxy, plain http)")
     n_rps = statistics.median(nginx["rps"])
     n_cpu = statistics.median(nginx["cpu_us"])
+    # Against the nginx that logs as the row does: the gateway's rows with
+    # the access log on against the nginx with one, the rest against the
+    # nginx without.
+    logging = results.get(NGINX_LOG)
+
+    def same_log(name):
+        if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
+            return logging
+        if name.startswith("portcullis") or name == NGINX:
+            return nginx
+        return None
     d_p99 = statistics.median(direct["p99"])
     rows = []
     for name, v in results.items():
@@ -568,6 +593,7 @@ def report(args, results, rate, mem):
         cpu = median_range(v["cpu_us"]) if v["cpu_us"] else None
         p50 = statistics.median(v["p50"])
         p99 = statistics.median(v["p99"])
+        ref = same_log(name)
         rows.append({
             "target": name,
             "rps_median": round(rps[0]), "rps_min": round(rps[1]), "rps_max": round(rps[2]),
@@ -576,6 +602,9 @@ def report(args, results, rate, mem):
             "cpu_us_min": round(cpu[1], 1) if cpu else None,
             "cpu_us_max": round(cpu[2], 1) if cpu else None,
             "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
+            "same_log_as": (NGINX_LOG if ref is logging else NGINX) if ref else None,
+            "cpu_vs_nginx_same_log": round(cpu[0] / statistics.median(ref["cpu_us"]), 2) if cpu and ref else None,
+            "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
             "p50_us": round(p50), "p99_us": round(p99),
             "added_p99_us": round(p99 - d_p99),
             "rate_errors": sum(v["rate_errors"]), "behind_schedule": sum(v["behind"]),
@@ -593,14 +622,17 @@ def report(args, results, rate, mem):
     out = {"machine": machine, "rows": rows, "memory": mem}
     (OUT / "results.json").write_text(json.dumps(out, indent=2))
     lines = [
-        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | p50 µs @ {rate}/s | p99 µs | added p99 µs |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | × nginx, same logging: CPU, req/s | p50 µs @ {rate}/s | p99 µs | added p99 µs |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
+        same = "–"
+        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG):
+            same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({'log on' if r['same_log_as'] == NGINX_LOG else 'log off'})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
-            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} |"
+            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {same} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} |"
         )
     table = "\n".join(lines)
     (OUT / "results.md").write_text(table + "\n")
