@@ -115,10 +115,11 @@ pub fn set_buffered(on: bool) {
         BUFFERED.store(true, Ordering::Relaxed);
     } else if BUFFERED.load(Ordering::Relaxed) {
         let written = drain(DRAIN_FOR);
-        if !written {
+        BUFFERED.store(false, Ordering::Relaxed);
+        // And what other threads gathered while the first drain ran.
+        if !(written && drain(DRAIN_FOR)) {
             STALLED.store(true, Ordering::Relaxed);
         }
-        BUFFERED.store(false, Ordering::Relaxed);
     }
 }
 
