@@ -147,18 +147,20 @@ fn write_batches() {
         std::thread::park_timeout(FLUSH_EVERY);
         let asked = DRAINS.lock().unwrap_or_else(|e| e.into_inner()).0;
         WOKEN.store(false, Ordering::Relaxed);
+        std::mem::swap(
+            &mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut batch,
+        );
         let lost = DROPPED_SINCE.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            // Gathered like any line, so it goes out with this batch.
+            // Gathered like any line, after the lines that were kept (the
+            // buffer has room again now), so it goes out with the next
+            // batch.
             tracing::warn!(
                 dropped = lost,
                 "log lines dropped: stderr was not read fast enough"
             );
         }
-        std::mem::swap(
-            &mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut batch,
-        );
         if !batch.is_empty() {
             let _ = stderr.write_all(&batch);
             batch.clear();
