@@ -35,8 +35,9 @@ static STALLED: AtomicBool = AtomicBool::new(false);
 static WOKEN: AtomicBool = AtomicBool::new(false);
 /// Lines dropped since the writer last reported them.
 static DROPPED_SINCE: AtomicU64 = AtomicU64::new(0);
-/// Lines dropped since the process started.
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Lines dropped since the process started: the counter `/metrics` shows.
+static DROPPED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
+    std::sync::LazyLock::new(Default::default);
 /// The writer thread, once started.
 static WRITER: OnceLock<std::thread::Thread> = OnceLock::new();
 /// Drain requests asked for and done: [`drain`] waits until the writer has
@@ -54,9 +55,10 @@ pub const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// How long shutdown waits for stderr to take the last lines.
 pub const DRAIN_FOR: Duration = Duration::from_secs(2);
 
-/// Lines dropped because stderr did not keep up (for `/metrics`).
-pub fn dropped_lines() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+/// The count of lines dropped because stderr did not keep up, to register
+/// with `/metrics` (a handle on the one counter, not a copy).
+pub fn dropped_lines() -> prometheus_client::metrics::counter::Counter {
+    DROPPED.clone()
 }
 
 /// The log writer: one `write` per formatted line (tracing-subscriber
@@ -75,7 +77,7 @@ impl Write for LineWriter {
         let mut buf = PENDING.lock().unwrap_or_else(|e| e.into_inner());
         if buf.len() + line.len() > MAX_PENDING {
             drop(buf);
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            DROPPED.inc();
             DROPPED_SINCE.fetch_add(1, Ordering::Relaxed);
             return Ok(line.len());
         }

@@ -45,9 +45,6 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub connections: Gauge,
     pub nonces: Gauge,
-    /// Brought up to [`crate::logging::dropped_lines`] when rendered.
-    log_dropped: Counter,
-    log_dropped_sync: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -96,11 +93,10 @@ impl Metrics {
             "OAuth 1.0 nonces held by the replay store",
             nonces.clone(),
         );
-        let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
             "Log lines dropped because stderr was not read fast enough",
-            log_dropped.clone(),
+            crate::logging::dropped_lines(),
         );
         Metrics {
             registry,
@@ -110,21 +106,11 @@ impl Metrics {
             reloads,
             connections,
             nonces,
-            log_dropped,
-            log_dropped_sync: std::sync::Mutex::new(()),
         }
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        {
-            let _one = self.log_dropped_sync.lock();
-            let now = crate::logging::dropped_lines();
-            let shown = self.log_dropped.get();
-            if now > shown {
-                self.log_dropped.inc_by(now - shown);
-            }
-        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
