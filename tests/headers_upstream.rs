@@ -397,3 +397,50 @@ async fn request_id_on_errors_matches_body() {
     assert_eq!(a.json()["request_id"], "err-trace-1");
     assert_eq!(up.count(), 0);
 }
+
+/// `Host`: the upstream's own authority by default; with `preserve_host`
+/// the client's, whether it came as a `Host` header (even one the client
+/// also named in `Connection`) or only in an absolute-form request target.
+#[tokio::test]
+async fn host_is_the_upstreams_unless_the_route_preserves_the_clients() {
+    let up = Upstream::start().await;
+    let auth = basic("K1", SECRET);
+    let upstream_authority = up.url().trim_start_matches("http://").to_string();
+
+    let gw = Gateway::start(&standard_body(&up));
+    let a = get(&gw, "/model/ABC-1", &[("authorization", &auth)]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(up.last().header("host"), Some(upstream_authority));
+    assert_eq!(up.last().header("x-forwarded-host"), Some(gw.host()));
+
+    let body = standard_body(&up).replace(
+        "    namespace: models\n",
+        "    namespace: models\n    preserve_host: true\n",
+    );
+    assert!(body.contains("preserve_host: true"));
+    let gw = Gateway::start(&body);
+    let a = get(&gw, "/model/ABC-1", &[("authorization", &auth)]).await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(up.last().header("host"), Some(gw.host()));
+
+    let a = get(
+        &gw,
+        "/model/ABC-1",
+        &[("authorization", &auth), ("connection", "host")],
+    )
+    .await;
+    assert_eq!(a.status, 200, "{a:?}");
+    assert_eq!(up.last().header("host"), Some(gw.host()));
+
+    let host = gw.host();
+    let answer = raw(
+        &gw,
+        format!(
+            "GET https://{host}/model/ABC-1 HTTP/1.1\r\nauthorization: {auth}\r\nconnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(raw_status(&answer), Some(200), "{answer}");
+    assert_eq!(up.last().header("host"), Some(host));
+}

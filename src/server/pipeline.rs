@@ -183,8 +183,8 @@ where
 {
     check_framing(req.headers())?;
     let (mut parts, mut body) = req.into_parts();
-    let host = request_host(&parts)?;
-    let host = host.as_ref().map(RequestHost::as_str);
+    let named = request_host(&parts)?;
+    let host = named.as_ref().map(RequestHost::as_str);
     // Borrowed from the request target unless normalising changed it.
     let path =
         path::normalize(parts.uri.path()).map_err(|e| err(Code::InvalidPath, e.to_string()))?;
@@ -241,9 +241,12 @@ where
         },
         outbound.lines(),
     );
-    match (host, route.config.preserve_host) {
-        (Some(h), true) => {
-            if let Ok(v) = HeaderValue::from_str(h) {
+    match (&named, route.config.preserve_host) {
+        // The client's `Host` header stays as it came (the strips keep it,
+        // even when `Connection` names it).
+        (Some(RequestHost::Header(_)), true) => {}
+        (Some(RequestHost::Authority(a)), true) => {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                 parts.headers.insert(HOST, v);
             }
         }
