@@ -103,18 +103,17 @@ impl Pools {
         None
     }
 
-    /// Pools `conn`, idle from `since`: the time its last request was sent,
-    /// which the caller has already read (a clock read less per request).
-    /// That is no later than the true start of its idleness, so an idle
-    /// connection is dropped a little early rather than reused late.
-    fn checkin(&self, to: &Authority, conn: Conn, since: Instant) {
+    fn checkin(&self, to: &Authority, conn: Conn) {
         let mut map = self.lock();
         let list = match map.get_mut(to.as_str()) {
             Some(l) => l,
             None => map.entry(to.as_str().into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle { conn, since });
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -260,7 +259,7 @@ impl Upstreams {
                 out.framing,
             );
             match conn::exchange(&mut conn, &mut writer, out.method, deadline).await {
-                Ok(head) => return Ok(self.response(to, conn, writer, head, now)),
+                Ok(head) => return Ok(self.response(to, conn, writer, head)),
                 Err(conn::Failure::TimedOut) => return Err(timed_out()),
                 Err(e) => {
                     let unsent = writer.as_ref().is_none_or(|w| !w.started);
@@ -283,12 +282,10 @@ impl Upstreams {
         conn: Conn,
         writer: Option<BodyWriter>,
         head: h1::Head,
-        sent: Instant,
     ) -> Response<Body> {
         let give_back = GiveBack {
             to,
             pools: self.pools.clone(),
-            sent,
         };
         let body = UpstreamBody::new(conn, writer, &head, Some(give_back));
         let mut resp = Response::new(body.boxed());
