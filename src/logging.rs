@@ -19,7 +19,7 @@
 
 use crate::config::{Log, LogFormat};
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
@@ -33,8 +33,6 @@ static BUFFERED: AtomicBool = AtomicBool::new(false);
 static STALLED: AtomicBool = AtomicBool::new(false);
 /// The writer has been woken for a full buffer and has not yet taken it.
 static WOKEN: AtomicBool = AtomicBool::new(false);
-/// Lines dropped since the writer last reported them.
-static DROPPED_SINCE: AtomicU64 = AtomicU64::new(0);
 /// Lines dropped since the process started: the counter `/metrics` shows.
 static DROPPED: std::sync::LazyLock<prometheus_client::metrics::counter::Counter> =
     std::sync::LazyLock::new(Default::default);
@@ -78,7 +76,6 @@ impl Write for LineWriter {
         if buf.len() + line.len() > MAX_PENDING {
             drop(buf);
             DROPPED.inc();
-            DROPPED_SINCE.fetch_add(1, Ordering::Relaxed);
             return Ok(line.len());
         }
         buf.extend_from_slice(line);
@@ -145,6 +142,8 @@ fn drain(within: Duration) -> bool {
 fn write_batches() {
     let mut batch = Vec::new();
     let mut stderr = std::io::stderr();
+    // The dropped-lines count already reported in a warning.
+    let mut reported = 0;
     loop {
         std::thread::park_timeout(FLUSH_EVERY);
         let asked = DRAINS.lock().unwrap_or_else(|e| e.into_inner()).0;
@@ -153,7 +152,9 @@ fn write_batches() {
             &mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()),
             &mut batch,
         );
-        let lost = DROPPED_SINCE.swap(0, Ordering::Relaxed);
+        let dropped = DROPPED.get();
+        let lost = dropped - reported;
+        reported = dropped;
         if lost > 0 {
             // Gathered like any line, after the lines that were kept (the
             // buffer has room again now), so it goes out with the next
