@@ -81,7 +81,7 @@ pub fn deadline_from(now: tokio::time::Instant, timeout: Duration) -> tokio::tim
 
 /// A connection's timer (see the module notes). Each connection must have
 /// its own: one task at a time may wait on it. Not `Clone` for that
-/// reason; `server::connection_builder` makes a builder, and with it a
+/// reason; `server::http1_builder` makes a builder, and with it a
 /// timer, per connection (a cloned builder would share it).
 #[derive(Default)]
 pub struct ConnTimer {

@@ -182,6 +182,30 @@ async fn alpn_http11_and_no_alpn_served() {
     assert_eq!(up.count(), 2);
 }
 
+/// HTTP/2 over TLS is negotiated with ALPN (RFC 9113, section 3.2). A
+/// client that offered no ALPN and sends the HTTP/2 preface anyway is
+/// answered as HTTP/1.1, refused, and nothing reaches the upstream.
+#[tokio::test]
+async fn h2_preface_without_alpn_refused() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(&up, ""));
+    let mut s = connect(&gw, &[]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), None);
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .expect("write");
+    s.flush().await.expect("flush");
+    let mut out = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(r.is_ok(), "still connected after 10 s");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        out.is_empty() || text.starts_with("HTTP/1.1 4") || text.starts_with("HTTP/1.1 5"),
+        "answered {text:?}"
+    );
+    assert_eq!(up.count(), 0);
+}
+
 /// Run `openssl s_client` with `args`; None when it cannot be run.
 fn s_client(port: u16, args: &[&str]) -> Option<(bool, String)> {
     let mut child = std::process::Command::new("openssl")

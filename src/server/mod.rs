@@ -6,15 +6,16 @@ mod framing;
 mod graceful;
 mod pipeline;
 mod redirect;
+mod socket;
 mod token;
 
 pub(crate) use pipeline::valid_host as pipeline_valid_host;
 pub use pipeline::{handle, handle_with};
 
 use crate::state::Gateway;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,19 +126,53 @@ async fn housekeeping(gw: Arc<Gateway>) {
     }
 }
 
-pub(crate) fn connection_builder(limits: &crate::config::Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(crate::timer::ConnTimer::new())
+/// The HTTP/1 side of a client connection. Each connection gets its own
+/// builder: the timer in it must not be shared (see [`crate::timer::ConnTimer`]).
+fn http1_builder(limits: &crate::config::Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(crate::timer::ConnTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+    b
+}
+
+fn http2_builder(limits: &crate::config::Limits) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
         .max_concurrent_streams(256)
         .keep_alive_interval(Duration::from_secs(30));
     b
+}
+
+/// Serves one client connection until it ends. Until its first request is
+/// dispatched (`dispatched`), `first_deadline` bounds the wait: that covers
+/// a client that completes the handshake and then says nothing, whichever
+/// protocol it chose. Returns None when that deadline passed first.
+async fn serve_client<C>(
+    conn: graceful::Watched<C>,
+    dispatched: &AtomicBool,
+    first_deadline: Duration,
+) -> Option<Result<(), C::Error>>
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut first = std::pin::pin!(tokio::time::sleep(first_deadline));
+    // The sleep is looked at only until the first request is dispatched:
+    // polling it on every wake-up of a busy connection (about three a
+    // request) cost more than the rest of this task.
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(r));
+        }
+        if !dispatched.load(Ordering::Relaxed) && first.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -161,8 +196,11 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let acceptor = snap.tls.clone();
             drop(snap);
             let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp))
-                .await
+            let tls = match tokio::time::timeout(
+                limits.tls_handshake_timeout,
+                acceptor.accept(socket::ClientSocket(tcp)),
+            )
+            .await
             {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -175,35 +213,28 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
                 }
             };
             gw.metrics.connections.inc();
-            let builder = connection_builder(&limits);
+            // The protocol is the one ALPN chose. A client that offered no
+            // ALPN speaks HTTP/1.1: HTTP/2 over TLS is only ever negotiated
+            // (RFC 9113, section 3.2), so nothing is sniffed.
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let svc_gw = gw.clone();
             let verdicts = framing::Verdicts::default();
             let conn_verdicts = verdicts.clone();
-            // Set once the first request is dispatched: until then, no hyper
-            // timeout covers the connection (the HTTP/1-or-2 sniff has none).
             let dispatched = Arc::new(AtomicBool::new(false));
             let seen = dispatched.clone();
             let svc = service_fn(move |req| {
                 seen.store(true, Ordering::Relaxed);
                 handle(svc_gw.clone(), peer, conn_verdicts.next(), req)
             });
-            let io = framing::FramingGuard::new(tls, verdicts);
-            let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc));
-            let mut conn = std::pin::pin!(conn);
-            let mut first = std::pin::pin!(tokio::time::sleep(limits.header_read_timeout));
-            // The sleep is looked at only until the first request is
-            // dispatched: polling it on every wake-up of a busy connection
-            // (about three a request) cost more than the rest of this task.
-            let result = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = conn.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                if !dispatched.load(Ordering::Relaxed) && first.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            })
-            .await;
+            let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
+            let first = limits.header_read_timeout;
+            let result = if h2 {
+                let conn = watcher.watch(http2_builder(&limits).serve_connection(io, svc));
+                serve_client(conn, &dispatched, first).await
+            } else {
+                let conn = watcher.watch(http1_builder(&limits).serve_connection(io, svc));
+                serve_client(conn, &dispatched, first).await
+            };
             let Some(result) = result else {
                 tracing::debug!(%peer, "no request within header_read_timeout; closing");
                 gw.metrics.connections.dec();

@@ -1,0 +1,128 @@
+//! The client's TCP socket as rustls sees it: a single buffer goes out with
+//! `send`, not `writev`.
+//!
+//! rustls hands its encrypted records to the socket with `write_vectored`
+//! even when there is one record, which is every answer that fits in one
+//! (most of them). Linux's `writev` takes the file-system path to the socket
+//! (`vfs_writev`, copying and checking the iovec array) before it reaches
+//! the same `tcp_sendmsg` that `send` calls directly. With one buffer the
+//! bytes on the wire are the same; only the way there is shorter.
+//! Several buffers still go out in one `writev`.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+pub struct ClientSocket(pub TcpStream);
+
+impl AsyncRead for ClientSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ClientSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let tcp = &mut self.get_mut().0;
+        match only_buffer(bufs) {
+            Some(one) => Pin::new(tcp).poll_write(cx, one),
+            None => Pin::new(tcp).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+/// The one non-empty buffer among `bufs`, when there is exactly one
+/// (`write_vectored` writes from the first non-empty buffer onwards).
+fn only_buffer<'a>(bufs: &'a [IoSlice<'_>]) -> Option<&'a [u8]> {
+    let mut found: Option<&[u8]> = None;
+    for b in bufs {
+        if b.is_empty() {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        found = Some(b);
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn one_buffer_among_empties_is_found() {
+        let (a, b, e) = (*b"ab", *b"cd", [0u8; 0]);
+        let one = [IoSlice::new(&e), IoSlice::new(&a), IoSlice::new(&e)];
+        assert_eq!(only_buffer(&one), Some(&b"ab"[..]));
+        let two = [IoSlice::new(&a), IoSlice::new(&e), IoSlice::new(&b)];
+        assert_eq!(only_buffer(&two), None);
+        assert_eq!(only_buffer(&[IoSlice::new(&e)]), None);
+        assert_eq!(only_buffer(&[]), None);
+    }
+
+    /// Every byte of a vectored write arrives, in order, whether it went
+    /// out with `send` (one buffer) or `writev` (several).
+    #[tokio::test]
+    async fn vectored_writes_arrive_whole() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut sock = ClientSocket(TcpStream::connect(addr).await.unwrap());
+        let e = [0u8; 0];
+        let mut want = Vec::new();
+        for bufs in [
+            vec![&b"one"[..]],
+            vec![&e[..], &b"two"[..], &e[..]],
+            vec![&b"three"[..], &b"four"[..]],
+        ] {
+            let slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+            let all: Vec<u8> = bufs.concat();
+            // A short write is allowed; the rest goes out plainly.
+            let n = sock.write_vectored(&slices).await.unwrap();
+            assert!(n > 0);
+            sock.write_all(&all[n..]).await.unwrap();
+            want.extend(bufs.concat());
+        }
+        sock.shutdown().await.unwrap();
+        drop(sock);
+        assert_eq!(reader.await.unwrap(), want);
+    }
+}
