@@ -148,7 +148,9 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
             ));
         }
     }
-    let mut api = parts.headers.get_all("x-api-key").iter();
+    // A `HeaderName`, not a `&str`: a `&str` is parsed again on every lookup.
+    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+    let mut api = parts.headers.get_all(X_API_KEY).iter();
     if let Some(v) = api.next() {
         if api.next().is_some() {
             return Err(err(

@@ -12,7 +12,7 @@ use crate::rewrite::{self, Forwarding};
 use crate::routes::{host_without_port, Route};
 use crate::state::{Gateway, Snapshot};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Version};
+use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::Future;
@@ -157,7 +157,7 @@ where
     // Moved in last, once logged: a clone of a freshly made value would
     // copy it (`Bytes` makes a value shared on its first clone).
     resp.headers_mut()
-        .insert(HeaderName::from_static("x-request-id"), request_id);
+        .insert(rewrite::X_REQUEST_ID_NAME, request_id);
     Ok(resp)
 }
 
@@ -377,7 +377,7 @@ fn strip_credential_params(query: Option<&str>) -> Option<String> {
 
 /// The client's `X-Request-Id` when it is sane, else a new random one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id") {
+    if let Some(v) = headers.get(rewrite::X_REQUEST_ID_NAME) {
         let b = v.as_bytes();
         if !b.is_empty() && b.len() <= 200 && b.iter().all(|c| c.is_ascii_graphic()) {
             return v.clone();
