@@ -178,7 +178,7 @@ impl Upstreams {
         })
     }
 
-    /// Close idle connections that timed out (called once a second).
+    /// Close idle connections that timed out (called every 5 s).
     pub fn reap(&self) {
         self.pools.reap();
     }
