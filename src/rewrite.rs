@@ -125,10 +125,9 @@ fn untrusted(s: &str) -> bool {
 
 /// What the gateway adds for the upstream.
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_REQUEST_ID: &str = "x-request-id";
-/// The request id's header name as a `HeaderName`: a lookup by `&str`
+/// The request id's header name, as a `HeaderName`: a lookup by `&str`
 /// parses the name again each time.
-pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
+pub const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static("x-request-id");
 
 pub struct Forwarding<'a> {
     pub identity: Option<&'a Identity>,
@@ -221,7 +220,7 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding, out: &mut Vec<u
         line(out, "x-forwarded-host", h.as_bytes());
     }
     headers.remove(X_REQUEST_ID_NAME);
-    line(out, X_REQUEST_ID, f.request_id.as_bytes());
+    line(out, X_REQUEST_ID_NAME.as_str(), f.request_id.as_bytes());
 }
 
 #[cfg(test)]

@@ -272,7 +272,7 @@ pub(crate) async fn serve_plain(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let timeout = gw.snapshot().settings.limits.header_read_timeout;
-            let mut b = hyper::server::conn::http1::Builder::new();
+            let mut b = http1::Builder::new();
             b.timer(crate::timer::ConnTimer::new())
                 .header_read_timeout(timeout)
                 .keep_alive(keep_alive);
