@@ -4,6 +4,7 @@ use crate::error::{err, Code, GatewayError};
 use crate::routes::Route;
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use http::Method;
+use std::borrow::Cow;
 
 /// A grant compiled for matching.
 #[derive(Debug, Clone)]
@@ -13,6 +14,10 @@ pub struct Grant {
     pub actions: Vec<String>,
     /// Resource globs over the normalised path; `None` means every path.
     pub resources: Option<Vec<Resource>>,
+    /// This grant's `namespace:action` pairs, each once, as `X-Auth-Grants`
+    /// lists them: built once here, and sent as they are when this is the
+    /// one grant that covers a request (the usual case).
+    pairs: String,
 }
 
 /// One compiled resource glob. The common shapes, a literal path and a
@@ -76,9 +81,12 @@ pub fn compile_glob(pattern: &str) -> Result<Glob, String> {
 
 impl Grant {
     pub fn new(namespace: &str, actions: &[String], resources: Option<&[String]>) -> Self {
+        let mut pairs = String::new();
+        add_pairs(&mut pairs, namespace, actions);
         Grant {
             namespace: namespace.to_string(),
             actions: actions.to_vec(),
+            pairs,
             resources: resources.map(|list| {
                 list.iter()
                     .filter_map(|r| compile_glob(r).ok().map(Resource::new))
@@ -104,14 +112,33 @@ pub fn action_for<'r>(route: &'r Route, method: &Method) -> Option<&'r str> {
     route.config.method_actions.get(method).map(String::as_str)
 }
 
+/// `ns:action` for each of `actions` not yet in `out` (space-separated), in
+/// order. A key holds a handful of actions, so looking back through `out`
+/// costs less than a separate list.
+fn add_pairs(out: &mut String, ns: &str, actions: &[String]) {
+    for a in actions {
+        let seen = out
+            .split(' ')
+            .any(|pair| pair.len() == ns.len() + 1 + a.len() && pair.ends_with(a.as_str()));
+        if !seen {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(ns);
+            out.push(':');
+            out.push_str(a);
+        }
+    }
+}
+
 /// Check the grants; on success return the `X-Auth-Grants` value: the
 /// `namespace:action` pairs that hold for this namespace and path.
-pub fn authorize(
+pub fn authorize<'a>(
     route: &Route,
     method: &Method,
     path: &str,
-    grants: &[Grant],
-) -> Result<String, GatewayError> {
+    grants: &'a [Grant],
+) -> Result<Cow<'a, str>, GatewayError> {
     let ns = route.config.namespace.as_str();
     let Some(action) = action_for(route, method) else {
         return Err(err(
@@ -120,27 +147,18 @@ pub fn authorize(
         ));
     };
     let mut held = false;
-    // `ns:action` pairs, each once, in grant order; built straight into the
-    // answer (a key holds a handful of actions, so looking back through it
-    // costs less than a separate list).
-    let mut out = String::with_capacity(32);
+    // The first grant that covers the path lends its own pairs; only when a
+    // second one does too is a list built.
+    let mut out: Cow<'a, str> = Cow::Borrowed("");
     for g in grants {
         if g.namespace != ns || !g.covers_path(path) {
             continue;
         }
         held |= g.allows(action);
-        for a in &g.actions {
-            let seen = out
-                .split(' ')
-                .any(|pair| pair.len() == ns.len() + 1 + a.len() && pair.ends_with(a.as_str()));
-            if !seen {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(ns);
-                out.push(':');
-                out.push_str(a);
-            }
+        if out.is_empty() {
+            out = Cow::Borrowed(g.pairs.as_str());
+        } else {
+            add_pairs(out.to_mut(), ns, &g.actions);
         }
     }
     if !held {
@@ -155,12 +173,12 @@ pub fn authorize(
 /// Authorize against the identity's grants and, for a gateway-minted token,
 /// against its key's current grants as well; `X-Auth-Grants` lists the
 /// pairs both hold.
-pub fn authorize_identity(
+pub fn authorize_identity<'a>(
     route: &Route,
     method: &Method,
     path: &str,
-    identity: &crate::auth::Identity,
-) -> Result<String, GatewayError> {
+    identity: &'a crate::auth::Identity,
+) -> Result<Cow<'a, str>, GatewayError> {
     let held = authorize(route, method, path, &identity.grants)?;
     let Some(ceiling) = &identity.ceiling else {
         return Ok(held);
@@ -180,7 +198,7 @@ pub fn authorize_identity(
             .filter(|p| cap_pairs.contains(p))
             .collect()
     };
-    Ok(capped.join(" "))
+    Ok(Cow::Owned(capped.join(" ")))
 }
 
 #[cfg(test)]

@@ -27,26 +27,43 @@ const GATEWAY_SET: [&str; 5] = [
 /// `Host` and `Content-Length` are never removed this way: they frame the
 /// message, and the proxy rewrites them itself.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Names listed in `Connection` that are not hop-by-hop anyway (those go
-    // below): rare, so only then is anything allocated.
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .filter(|t| !HOP_BY_HOP.iter().any(|h| t.eq_ignore_ascii_case(h)))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .filter(|n| *n != CONTENT_LENGTH && *n != HOST)
-        .collect();
-    for name in listed {
-        headers.remove(name);
-    }
     // One pass over the (few) names present rather than a hash lookup for
     // each of the nine hop-by-hop names: this runs twice per request, and
-    // most answers carry `Connection: keep-alive`. Removing one name at a
-    // time needs no list of names (a clone of a standard name is free).
+    // most answers carry `Connection: keep-alive` and nothing else of the
+    // kind.
+    let (mut any, mut connection) = (false, false);
+    for name in headers.keys() {
+        if is_hop_by_hop(name.as_str()) {
+            any = true;
+            connection |= *name == CONNECTION;
+        }
+    }
+    if !any {
+        return;
+    }
+    if connection {
+        // Names listed in `Connection` that are not hop-by-hop anyway
+        // (those go below): rare, so only then is anything allocated.
+        let mut listed: Vec<HeaderName> = Vec::new();
+        for value in headers.get_all(CONNECTION) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',').map(str::trim) {
+                if token.is_empty() || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h)) {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
+                    if n != CONTENT_LENGTH && n != HOST {
+                        listed.push(n);
+                    }
+                }
+            }
+        }
+        for name in listed {
+            headers.remove(name);
+        }
+    }
+    // Removing one name at a time needs no list of names (a clone of a
+    // standard name is free).
     while let Some(name) = headers.keys().find(|n| is_hop_by_hop(n.as_str())).cloned() {
         headers.remove(name);
     }
@@ -141,7 +158,7 @@ pub struct Forwarding<'a> {
 
 /// A byte `HeaderValue::from_str` accepts: visible ASCII, space or tab.
 fn plain_value_byte(b: u8) -> bool {
-    (b' '..0x7f).contains(&b) || b == b'\t'
+    (b' '..0x7f).contains(&b) | (b == b'\t')
 }
 
 /// Appends `name: value\r\n`. Owners, key ids and subjects are validated
@@ -151,7 +168,9 @@ fn plain_value_byte(b: u8) -> bool {
 fn line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    if value.iter().all(|&b| plain_value_byte(b)) {
+    // Every byte is looked at, without stopping at the first bad one: a
+    // check the compiler can do many bytes at a time, and values are short.
+    if value.iter().fold(true, |ok, &b| ok & plain_value_byte(b)) {
         out.extend_from_slice(value);
     } else {
         // Every byte from 0x80 up is encoded as well, so the result is
@@ -197,29 +216,51 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding, out: &mut Vec<u
             line(out, "x-auth-grants", g.as_bytes());
         }
     }
+    // Whether the client sent either header the gateway replaces, from one
+    // pass over the names present: most requests carry neither, and then
+    // there is nothing to look up by hash.
+    let (mut forwarded_for, mut request_id) = (false, false);
+    for name in headers.keys() {
+        let name = name.as_str();
+        if name.starts_with('x') {
+            forwarded_for |= name == X_FORWARDED_FOR;
+            request_id |= name == X_REQUEST_ID_NAME.as_str();
+        }
+    }
     // A `HeaderName` constant, not the `&str`: `entry` turns a `&str` into
     // an owned name (a copy of its bytes) when the header is absent.
-    if let Entry::Occupied(e) = headers.entry(HeaderName::from_static(X_FORWARDED_FOR)) {
-        let mut xff = Vec::with_capacity(48);
-        for prior in e.remove_entry_mult().1 {
-            if let Ok(p) = prior.to_str() {
-                xff.extend_from_slice(p.as_bytes());
-                xff.extend_from_slice(b", ");
+    let mut prior = None;
+    if forwarded_for {
+        if let Entry::Occupied(e) = headers.entry(HeaderName::from_static(X_FORWARDED_FOR)) {
+            let mut xff = Vec::with_capacity(48);
+            for p in e.remove_entry_mult().1 {
+                if let Ok(p) = p.to_str() {
+                    xff.extend_from_slice(p.as_bytes());
+                    xff.extend_from_slice(b", ");
+                }
             }
+            prior = Some(xff);
         }
-        push_ip(&mut xff, f.client_ip);
-        line(out, X_FORWARDED_FOR, &xff);
-    } else {
-        // An address's text needs no encoding.
-        out.extend_from_slice(b"x-forwarded-for: ");
-        push_ip(out, f.client_ip);
-        out.extend_from_slice(b"\r\n");
+    }
+    match prior {
+        Some(mut xff) => {
+            push_ip(&mut xff, f.client_ip);
+            line(out, X_FORWARDED_FOR, &xff);
+        }
+        None => {
+            // An address's text needs no encoding.
+            out.extend_from_slice(b"x-forwarded-for: ");
+            push_ip(out, f.client_ip);
+            out.extend_from_slice(b"\r\n");
+        }
     }
     out.extend_from_slice(b"x-forwarded-proto: https\r\n");
     if let Some(h) = f.host {
         line(out, "x-forwarded-host", h.as_bytes());
     }
-    headers.remove(X_REQUEST_ID_NAME);
+    if request_id {
+        headers.remove(X_REQUEST_ID_NAME);
+    }
     line(out, X_REQUEST_ID_NAME.as_str(), f.request_id.as_bytes());
 }
 

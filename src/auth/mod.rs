@@ -123,9 +123,24 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
         count += 1;
         *found = Some(c);
     };
-    let mut auth = parts.headers.get_all(AUTHORIZATION).iter();
-    let authorization = auth.next();
-    if auth.next().is_some() {
+    // A `HeaderName`, not a `&str`: a `&str` is parsed again on every lookup.
+    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+    // Both headers, and how often each came, from one pass over the (few)
+    // headers rather than a lookup per name.
+    let (mut auth, mut api) = ((0, None), (0, None));
+    for (name, value) in &parts.headers {
+        let seen = if *name == AUTHORIZATION {
+            &mut auth
+        } else if *name == X_API_KEY {
+            &mut api
+        } else {
+            continue;
+        };
+        seen.0 += 1;
+        seen.1.get_or_insert(value);
+    }
+    let authorization = auth.1;
+    if auth.0 > 1 {
         return Err(err(
             Code::MultipleCredentials,
             "the request carries more than one Authorization header",
@@ -148,11 +163,8 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
             ));
         }
     }
-    // A `HeaderName`, not a `&str`: a `&str` is parsed again on every lookup.
-    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-    let mut api = parts.headers.get_all(X_API_KEY).iter();
-    if let Some(v) = api.next() {
-        if api.next().is_some() {
+    if let Some(v) = api.1 {
+        if api.0 > 1 {
             return Err(err(
                 Code::MultipleCredentials,
                 "the request carries more than one X-Api-Key header",

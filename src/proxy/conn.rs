@@ -69,7 +69,7 @@ impl Conn {
         &mut self,
         method: &http::Method,
         target: &[u8],
-        host: &str,
+        host: h1::HostLine<'_>,
         headers: &http::HeaderMap,
         added: &[u8],
         framing: ReqFraming,
@@ -345,6 +345,9 @@ fn poll_exchange(
 pub struct GiveBack {
     pub to: Authority,
     pub pools: Arc<Pools>,
+    /// When the request was sent: the connection's idle time is counted
+    /// from here (see `Pools::checkin`).
+    pub sent: std::time::Instant,
 }
 
 /// A response body read straight from the upstream connection; the
@@ -404,7 +407,7 @@ impl UpstreamBody {
         }
         if let Some(g) = self.give_back.take() {
             conn.reused = true;
-            g.pools.checkin(&g.to, conn);
+            g.pools.checkin(&g.to, conn, g.sent);
         }
     }
 

@@ -3,7 +3,7 @@
 //! over buffers; the socket work is in `conn`.
 
 use bytes::{Buf, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 use std::mem::MaybeUninit;
 
@@ -58,15 +58,26 @@ fn expects_body(m: &Method) -> bool {
     )
 }
 
-/// Write `METHOD target HTTP/1.1`, the headers, `host` when `headers` has
-/// none, the lines in `added` (already `name: value\r\n`), and the framing
-/// header. Any `content-length` or `transfer-encoding` in `headers` is left
-/// out: `framing` decides.
+/// The `Host` a request goes upstream with.
+#[derive(Clone, Copy, Debug)]
+pub enum HostLine<'a> {
+    /// The upstream's authority; a `Host` among the headers is not sent
+    /// (and need not be taken out of them first).
+    Upstream(&'a str),
+    /// The headers' own `Host`, or the upstream's authority when they have
+    /// none.
+    Preserve(&'a str),
+}
+
+/// Write `METHOD target HTTP/1.1`, the headers, the `Host` line `host`
+/// calls for, the lines in `added` (already `name: value\r\n`), and the
+/// framing header. Any `content-length` or `transfer-encoding` in `headers`
+/// is left out: `framing` decides.
 pub fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &[u8],
-    host: &str,
+    host: HostLine<'_>,
     headers: &HeaderMap,
     added: &[u8],
     framing: ReqFraming,
@@ -76,13 +87,17 @@ pub fn encode_head(
     out.push(b' ');
     out.extend_from_slice(target);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    if !headers.contains_key(http::header::HOST) {
+    let (own_host, replace) = match host {
+        HostLine::Upstream(h) => (Some(h), true),
+        HostLine::Preserve(h) => (Some(h).filter(|_| !headers.contains_key(HOST)), false),
+    };
+    if let Some(h) = own_host {
         out.extend_from_slice(b"host: ");
-        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(h.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || (replace && name == HOST) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -209,32 +224,33 @@ fn framing(
     method: &Method,
     mut headers: HeaderMap,
 ) -> Result<Head, ProtoError> {
-    let mut keep_alive = version == Version::HTTP_11 && !has_token(&headers, CONNECTION, "close");
+    let f = Framing::of(&headers);
+    let mut keep_alive = version == Version::HTTP_11 && !f.close;
     let no_body = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if no_body {
         RespFraming::Length(0)
-    } else if headers.contains_key(TRANSFER_ENCODING) {
+    } else if let Some(chunked) = f.last_coding_is_chunked {
         if version == Version::HTTP_10 {
             return Err(ProtoError::TransferEncodingInHttp10);
         }
-        if headers.contains_key(CONTENT_LENGTH) {
+        if f.lengths > 0 {
             // Framed two ways: Transfer-Encoding wins, the length goes, and
             // the connection is not trusted with another request.
             headers.remove(CONTENT_LENGTH);
             keep_alive = false;
         }
-        if last_coding_is_chunked(&headers) {
+        if chunked {
             RespFraming::Chunked
         } else {
             keep_alive = false;
             RespFraming::Close
         }
-    } else if let Some(v) = headers.get(CONTENT_LENGTH) {
-        let n = content_length(&headers)?;
+    } else if f.lengths > 0 {
+        let n = f.length?;
         // `5, 5` or the header twice: the client gets it once.
-        if v.as_bytes().contains(&b',') || headers.get_all(CONTENT_LENGTH).iter().nth(1).is_some() {
+        if f.length_repeated {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
         }
         RespFraming::Length(n)
@@ -250,42 +266,77 @@ fn framing(
     })
 }
 
-/// The one length all `Content-Length` values (and list items) agree on.
-fn content_length(headers: &HeaderMap) -> Result<u64, ProtoError> {
-    let mut found: Option<u64> = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for item in v.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(ProtoError::BadLength);
-            }
-            let n = item
-                .iter()
-                .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
-            match found {
-                Some(f) if f != n => return Err(ProtoError::BadLength),
-                _ => found = Some(n),
+/// What a response's headers say about its framing, from one pass over
+/// them (a response has a handful) rather than a lookup per name.
+struct Framing {
+    /// `Connection` lists `close`.
+    close: bool,
+    /// With `Transfer-Encoding`: whether its last coding is `chunked`.
+    last_coding_is_chunked: Option<bool>,
+    /// `Content-Length` headers.
+    lengths: usize,
+    /// The one length all `Content-Length` values (and list items) agree
+    /// on; meaningful when `lengths > 0`.
+    length: Result<u64, ProtoError>,
+    /// More than one `Content-Length`, or a list in one (`5, 5`).
+    length_repeated: bool,
+}
+
+impl Framing {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut f = Framing {
+            close: false,
+            last_coding_is_chunked: None,
+            lengths: 0,
+            length: Err(ProtoError::BadLength),
+            length_repeated: false,
+        };
+        let mut found: Option<u64> = None;
+        let mut bad_length = false;
+        for (name, v) in headers {
+            if *name == CONTENT_LENGTH {
+                f.lengths += 1;
+                f.length_repeated |= f.lengths > 1 || v.as_bytes().contains(&b',');
+                for item in v.as_bytes().split(|&b| b == b',') {
+                    match parse_length(item) {
+                        Some(n) if found.is_none_or(|f| f == n) => found = Some(n),
+                        _ => bad_length = true,
+                    }
+                }
+            } else if *name == TRANSFER_ENCODING {
+                // Values come in order: the last one seen has the last coding.
+                f.last_coding_is_chunked = Some(
+                    v.as_bytes()
+                        .rsplit(|&b| b == b',')
+                        .next()
+                        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+                );
+            } else if *name == CONNECTION {
+                f.close |= v
+                    .as_bytes()
+                    .split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
             }
         }
+        if !bad_length {
+            if let Some(n) = found {
+                f.length = Ok(n);
+            }
+        }
+        f
     }
-    found.ok_or(ProtoError::BadLength)
 }
 
-fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
-        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
-}
-
-fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
+/// One `Content-Length` value or list item: decimal digits, at most 19.
+fn parse_length(item: &[u8]) -> Option<u64> {
+    let item = item.trim_ascii();
+    if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        item.iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0')),
+    )
 }
 
 /// Where a chunked body's decoder stands.
@@ -423,7 +474,7 @@ mod tests {
             &mut out,
             &Method::GET,
             b"/p?q=1",
-            "up:80",
+            HostLine::Preserve("up:80"),
             &h,
             b"",
             ReqFraming::Empty,
@@ -433,7 +484,7 @@ mod tests {
             &mut out,
             &Method::POST,
             b"/",
-            "up",
+            HostLine::Preserve("up"),
             &h,
             b"",
             ReqFraming::Empty,
@@ -446,7 +497,7 @@ mod tests {
             &mut out,
             &Method::PUT,
             b"/",
-            "up",
+            HostLine::Preserve("up"),
             &h,
             b"x-b: 2\r\n",
             ReqFraming::Length(12),
@@ -460,7 +511,7 @@ mod tests {
             &mut out,
             &Method::POST,
             b"/",
-            "up",
+            HostLine::Preserve("up"),
             &h,
             b"",
             ReqFraming::Chunked,

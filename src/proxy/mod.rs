@@ -103,17 +103,19 @@ impl Pools {
         None
     }
 
-    fn checkin(&self, to: &Authority, conn: Conn) {
+    /// `sent` is when the request the connection just carried went out: its
+    /// idle time is counted from then rather than from a clock read now
+    /// (about 30 ns a request). That counts the exchange as idle time, so a
+    /// connection is retired early, never late: one whose response took
+    /// longer than [`IDLE_TIMEOUT`] to stream is not reused.
+    fn checkin(&self, to: &Authority, conn: Conn, sent: Instant) {
         let mut map = self.lock();
         let list = match map.get_mut(to.as_str()) {
             Some(l) => l,
             None => map.entry(to.as_str().into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: sent });
         }
     }
 
@@ -175,6 +177,7 @@ impl Upstreams {
             to: upstream.authority.clone(),
             target_len: head.len(),
             head,
+            preserve_host: false,
         })
     }
 
@@ -204,6 +207,7 @@ impl Upstreams {
             to,
             head,
             target_len,
+            preserve_host,
         } = out;
         let (target, added) = head.split_at(target_len);
         let framing = if body.is_end_stream() {
@@ -221,6 +225,7 @@ impl Upstreams {
             headers: &parts.headers,
             added,
             framing,
+            preserve_host,
         };
         let now = tokio::time::Instant::now();
         let deadline = crate::timer::deadline_from(now, timeout);
@@ -250,16 +255,20 @@ impl Upstreams {
                     Err(_) => return Err(timed_out()),
                 },
             };
+            let host = match out.preserve_host {
+                true => h1::HostLine::Preserve(to.as_str()),
+                false => h1::HostLine::Upstream(to.as_str()),
+            };
             conn.encode_head(
                 out.method,
                 out.target,
-                to.as_str(),
+                host,
                 out.headers,
                 out.added,
                 out.framing,
             );
             match conn::exchange(&mut conn, &mut writer, out.method, deadline).await {
-                Ok(head) => return Ok(self.response(to, conn, writer, head)),
+                Ok(head) => return Ok(self.response(to, conn, writer, head, now)),
                 Err(conn::Failure::TimedOut) => return Err(timed_out()),
                 Err(e) => {
                     let unsent = writer.as_ref().is_none_or(|w| !w.started);
@@ -282,10 +291,12 @@ impl Upstreams {
         conn: Conn,
         writer: Option<BodyWriter>,
         head: h1::Head,
+        sent: Instant,
     ) -> Response<Body> {
         let give_back = GiveBack {
             to,
             pools: self.pools.clone(),
+            sent,
         };
         let body = UpstreamBody::new(conn, writer, &head, Some(give_back));
         let mut resp = Response::new(body.boxed());
@@ -304,6 +315,9 @@ pub struct Outbound {
     /// ([`crate::rewrite::forwarding_lines`]).
     head: Vec<u8>,
     target_len: usize,
+    /// Send the request's own `Host` (a route's `preserve_host`) rather than
+    /// the upstream's authority.
+    pub preserve_host: bool,
 }
 
 impl Outbound {
@@ -332,6 +346,7 @@ struct Outgoing<'a> {
     /// The gateway's own header lines, already `name: value\r\n`.
     added: &'a [u8],
     framing: ReqFraming,
+    preserve_host: bool,
 }
 
 /// A request's own `Content-Length` (the framing guard has made sure there

@@ -201,8 +201,8 @@ where
         .ok_or_else(|| err(Code::NoRoute, "no route matches this host and path"))?;
     out.route = Some(route);
 
-    let (identity, grants) = if route.config.public {
-        (None, None)
+    let identity = if route.config.public {
+        None
     } else {
         let areq = AuthRequest {
             parts: &parts,
@@ -212,8 +212,17 @@ where
         let identity = authenticate(gw, snap, route, &areq, &mut body).await?;
         out.key_id = identity.key_id.clone();
         out.scheme = Some(identity.scheme);
-        let grants = authorize::authorize_identity(route, &parts.method, &path, &identity)?;
-        (Some(identity), Some(grants))
+        Some(identity)
+    };
+    // Usually borrowed from the one grant that covers the request.
+    let grants = match &identity {
+        Some(id) => Some(authorize::authorize_identity(
+            route,
+            &parts.method,
+            &path,
+            id,
+        )?),
+        None => None,
     };
     out.decision = if route.config.public {
         "public"
@@ -244,16 +253,16 @@ where
     match (&named, route.config.preserve_host) {
         // The client's `Host` header stays as it came (the strips keep it,
         // even when `Connection` names it).
-        (Some(RequestHost::Header(_)), true) => {}
+        (Some(RequestHost::Header(_)), true) => outbound.preserve_host = true,
         (Some(RequestHost::Authority(a)), true) => {
             if let Ok(v) = HeaderValue::from_str(a.as_str()) {
                 parts.headers.insert(HOST, v);
             }
+            outbound.preserve_host = true;
         }
-        // The upstream client sets Host to the upstream's authority.
-        _ => {
-            parts.headers.remove(HOST);
-        }
+        // The upstream client sends the upstream's authority, and leaves any
+        // `Host` of the client's out.
+        _ => {}
     }
     parts.version = Version::HTTP_11;
     forward(
@@ -269,26 +278,32 @@ where
 /// transfer coding but a single `chunked`.
 fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
     let bad = |m: &'static str| Err(err(Code::MalformedRequest, m));
-    let cl = headers.get_all(CONTENT_LENGTH).iter().count();
-    let te: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
-    if cl > 1 {
+    // One pass over the (few) headers rather than a lookup per name.
+    let (mut cl, mut te) = ((0, None), (0, None));
+    for (name, value) in headers {
+        let seen = if *name == CONTENT_LENGTH {
+            &mut cl
+        } else if *name == TRANSFER_ENCODING {
+            &mut te
+        } else {
+            continue;
+        };
+        seen.0 += 1;
+        seen.1.get_or_insert(value);
+    }
+    if cl.0 > 1 {
         return bad("the request has more than one Content-Length");
     }
-    if let Some(v) = headers.get(CONTENT_LENGTH) {
+    if let Some(v) = cl.1 {
         if v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit) {
             return bad("the Content-Length is not a number");
         }
     }
-    if !te.is_empty() {
-        if cl > 0 {
+    if let Some(v) = te.1 {
+        if cl.0 > 0 {
             return bad("the request has both Content-Length and Transfer-Encoding");
         }
-        if te.len() > 1
-            || !te[0]
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"chunked")
-        {
+        if te.0 > 1 || !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked") {
             return bad("the only Transfer-Encoding accepted is a single `chunked`");
         }
     }

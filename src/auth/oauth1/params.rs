@@ -306,11 +306,14 @@ impl<'a> Collected<'a> {
     /// `oauth_signature` and the header's `realm`), in base-string order.
     /// The header's list is reused: no copy of any name or value.
     pub(crate) fn into_signed(self) -> Vec<Pair<'a>> {
+        let unsigned = |n: &[u8]| n == b"oauth_signature".as_slice();
         let mut all = self.header;
-        all.retain(|(n, _)| n.as_ref() != b"realm".as_slice());
-        all.extend(self.query);
-        all.extend(self.body);
-        all.retain(|(n, _)| n.as_ref() != b"oauth_signature".as_slice());
+        all.retain(|(n, _)| !unsigned(n) && n.as_ref() != b"realm".as_slice());
+        for list in [self.query, self.body] {
+            if !list.is_empty() {
+                all.extend(list.into_iter().filter(|(n, _)| !unsigned(n)));
+            }
+        }
         base_string::sort_pairs(&mut all);
         all
     }
