@@ -48,7 +48,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         for value in headers.get_all(CONNECTION) {
             let Ok(value) = value.to_str() else { continue };
             for token in value.split(',').map(str::trim) {
-                if token.is_empty() || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h)) {
+                if token.is_empty() || names_hop_by_hop(token.as_bytes()) {
                     continue;
                 }
                 if let Ok(n) = HeaderName::from_bytes(token.as_bytes()) {
@@ -83,7 +83,7 @@ const HOP_BY_HOP: [&str; 9] = [
 ];
 
 /// One of [`HOP_BY_HOP`] (`name` is lower-case, as header names are).
-fn is_hop_by_hop(name: &str) -> bool {
+pub(crate) fn is_hop_by_hop(name: &str) -> bool {
     // A match compiles to a switch on the length, then one comparison.
     matches!(
         name,
@@ -97,6 +97,14 @@ fn is_hop_by_hop(name: &str) -> bool {
             | "transfer-encoding"
             | "upgrade"
     )
+}
+
+/// A token of a `Connection` value (any case) that names a hop-by-hop
+/// header.
+pub(crate) fn names_hop_by_hop(token: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| token.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// `name` (already lower-case) equals `want` once `_` and `.` read as `-`.

@@ -207,14 +207,20 @@ pub fn parse_response(
         }
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(n);
+        let mut f = Framing::new();
         for &(na, nl, va, vl) in spans.iter() {
             let name =
                 HeaderName::from_bytes(&head[na..na + nl]).map_err(|_| ProtoError::BadHead)?;
             let value = HeaderValue::from_maybe_shared(head.slice(va..va + vl))
                 .map_err(|_| ProtoError::BadHead)?;
-            headers.append(name, value);
+            // Hop-by-hop headers are read for the framing and go no further:
+            // not into the map, only to be taken out again before the
+            // response is sent on.
+            if f.note(&name, value.as_bytes()) {
+                headers.append(name, value);
+            }
         }
-        return framing(status, version, method, headers).map(Some);
+        return framing(status, version, method, headers, f).map(Some);
     }
 }
 
@@ -223,8 +229,8 @@ fn framing(
     version: Version,
     method: &Method,
     mut headers: HeaderMap,
+    f: Framing,
 ) -> Result<Head, ProtoError> {
-    let f = Framing::of(&headers);
     let mut keep_alive = version == Version::HTTP_11 && !f.close;
     let no_body = *method == Method::HEAD
         || status == StatusCode::NO_CONTENT
@@ -248,7 +254,7 @@ fn framing(
             RespFraming::Close
         }
     } else if f.lengths > 0 {
-        let n = f.length?;
+        let n = f.length()?;
         // `5, 5` or the header twice: the client gets it once.
         if f.length_repeated {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
@@ -266,8 +272,8 @@ fn framing(
     })
 }
 
-/// What a response's headers say about its framing, from one pass over
-/// them (a response has a handful) rather than a lookup per name.
+/// What a response's headers say about its framing, gathered header by
+/// header as the head is parsed ([`Framing::note`]).
 struct Framing {
     /// `Connection` lists `close`.
     close: bool,
@@ -275,55 +281,70 @@ struct Framing {
     last_coding_is_chunked: Option<bool>,
     /// `Content-Length` headers.
     lengths: usize,
-    /// The one length all `Content-Length` values (and list items) agree
-    /// on; meaningful when `lengths > 0`.
-    length: Result<u64, ProtoError>,
     /// More than one `Content-Length`, or a list in one (`5, 5`).
     length_repeated: bool,
+    /// The length the `Content-Length` values agree on so far.
+    found: Option<u64>,
+    /// A `Content-Length` value that is not a number, or two that differ.
+    bad_length: bool,
 }
 
 impl Framing {
-    fn of(headers: &HeaderMap) -> Self {
-        let mut f = Framing {
+    fn new() -> Self {
+        Framing {
             close: false,
             last_coding_is_chunked: None,
             lengths: 0,
-            length: Err(ProtoError::BadLength),
             length_repeated: false,
-        };
-        let mut found: Option<u64> = None;
-        let mut bad_length = false;
-        for (name, v) in headers {
-            if *name == CONTENT_LENGTH {
-                f.lengths += 1;
-                f.length_repeated |= f.lengths > 1 || v.as_bytes().contains(&b',');
-                for item in v.as_bytes().split(|&b| b == b',') {
-                    match parse_length(item) {
-                        Some(n) if found.is_none_or(|f| f == n) => found = Some(n),
-                        _ => bad_length = true,
-                    }
+            found: None,
+            bad_length: false,
+        }
+    }
+
+    /// Takes note of one header, in order. Returns whether the header goes
+    /// on to the client: not the hop-by-hop ones (RFC 9110 section 7.6.1),
+    /// except a `Connection` that names other headers, which stays for
+    /// [`crate::rewrite::strip_hop_by_hop`] to remove those.
+    fn note(&mut self, name: &HeaderName, v: &[u8]) -> bool {
+        if *name == CONTENT_LENGTH {
+            self.lengths += 1;
+            self.length_repeated |= self.lengths > 1 || v.contains(&b',');
+            for item in v.split(|&b| b == b',') {
+                match parse_length(item) {
+                    Some(n) if self.found.is_none_or(|f| f == n) => self.found = Some(n),
+                    _ => self.bad_length = true,
                 }
-            } else if *name == TRANSFER_ENCODING {
-                // Values come in order: the last one seen has the last coding.
-                f.last_coding_is_chunked = Some(
-                    v.as_bytes()
-                        .rsplit(|&b| b == b',')
-                        .next()
-                        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
-                );
-            } else if *name == CONNECTION {
-                f.close |= v
-                    .as_bytes()
-                    .split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
             }
+            return true;
         }
-        if !bad_length {
-            if let Some(n) = found {
-                f.length = Ok(n);
+        if !crate::rewrite::is_hop_by_hop(name.as_str()) {
+            return true;
+        }
+        if *name == TRANSFER_ENCODING {
+            // Values come in order: the last one seen has the last coding.
+            self.last_coding_is_chunked = Some(
+                v.rsplit(|&b| b == b',')
+                    .next()
+                    .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked")),
+            );
+        } else if *name == CONNECTION {
+            let mut names_others = false;
+            for token in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                names_others |= !token.is_empty() && !crate::rewrite::names_hop_by_hop(token);
             }
+            return names_others;
         }
-        f
+        false
+    }
+
+    /// The one length all `Content-Length` values (and list items) agree
+    /// on; meaningful when `lengths > 0`.
+    fn length(&self) -> Result<u64, ProtoError> {
+        match (self.bad_length, self.found) {
+            (false, Some(n)) => Ok(n),
+            _ => Err(ProtoError::BadLength),
+        }
     }
 }
 
@@ -590,6 +611,48 @@ mod tests {
             .unwrap_err(),
             ProtoError::TransferEncodingInHttp10
         );
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_stay_behind() {
+        // Read for the framing, not kept for the client.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nTrailer: x-t\r\nUpgrade: h2c\r\nX-A: b\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (RespFraming::Chunked, true));
+        let names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-a"]);
+        // A `Connection` that names another header stays, for the strip
+        // that removes the named header too; `close` still counts.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Private\r\nX-Private: 1\r\n\
+             Content-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+        assert!(h.headers.contains_key(CONNECTION));
+        let mut headers = h.headers;
+        crate::rewrite::strip_hop_by_hop(&mut headers);
+        let names: Vec<_> = headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["content-length"]);
+        // A bad length is refused whatever order the headers come in.
+        for head in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\nContent-Length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 4, \r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(head, Method::GET).unwrap_err(),
+                ProtoError::BadLength,
+                "{head}"
+            );
+        }
     }
 
     #[test]
