@@ -69,6 +69,23 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// For each of `names`: how many times it occurs in `headers`, and its
+/// first value. One pass over the (few) headers present, rather than a
+/// hash lookup per name.
+pub fn scan<'h, const N: usize>(
+    headers: &'h HeaderMap,
+    names: [&HeaderName; N],
+) -> [(usize, Option<&'h HeaderValue>); N] {
+    let mut seen = [(0, None); N];
+    for (name, value) in headers {
+        if let Some(i) = names.iter().position(|n| *n == name) {
+            seen[i].0 += 1;
+            seen[i].1.get_or_insert(value);
+        }
+    }
+    seen
+}
+
 /// Hop-by-hop headers (RFC 9110 section 7.6.1, plus common non-standard ones).
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
@@ -275,6 +292,24 @@ pub fn forwarding_lines(headers: &mut HeaderMap, f: &Forwarding, out: &mut Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{AUTHORIZATION, TRANSFER_ENCODING};
+
+    #[test]
+    fn scan_counts_each_name_and_keeps_its_first_value() {
+        let h = map(&[
+            ("content-length", "5"),
+            ("x-a", "1"),
+            ("content-length", "6"),
+            ("authorization", "Basic x"),
+        ]);
+        let [cl, te, auth] = scan(&h, [&CONTENT_LENGTH, &TRANSFER_ENCODING, &AUTHORIZATION]);
+        assert_eq!((cl.0, cl.1.map(|v| v.as_bytes())), (2, Some(&b"5"[..])));
+        assert_eq!((te.0, te.1), (0, None));
+        assert_eq!(
+            (auth.0, auth.1.map(|v| v.as_bytes())),
+            (1, Some(&b"Basic x"[..]))
+        );
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

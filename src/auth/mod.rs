@@ -125,20 +125,7 @@ pub fn detect<'a>(parts: &'a Parts) -> Result<Option<Credential<'a>>, GatewayErr
     };
     // A `HeaderName`, not a `&str`: a `&str` is parsed again on every lookup.
     const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-    // Both headers, and how often each came, from one pass over the (few)
-    // headers rather than a lookup per name.
-    let (mut auth, mut api) = ((0, None), (0, None));
-    for (name, value) in &parts.headers {
-        let seen = if *name == AUTHORIZATION {
-            &mut auth
-        } else if *name == X_API_KEY {
-            &mut api
-        } else {
-            continue;
-        };
-        seen.0 += 1;
-        seen.1.get_or_insert(value);
-    }
+    let [auth, api] = crate::rewrite::scan(&parts.headers, [&AUTHORIZATION, &X_API_KEY]);
     let authorization = auth.1;
     if auth.0 > 1 {
         return Err(err(

@@ -278,19 +278,7 @@ where
 /// transfer coding but a single `chunked`.
 fn check_framing(headers: &HeaderMap) -> Result<(), GatewayError> {
     let bad = |m: &'static str| Err(err(Code::MalformedRequest, m));
-    // One pass over the (few) headers rather than a lookup per name.
-    let (mut cl, mut te) = ((0, None), (0, None));
-    for (name, value) in headers {
-        let seen = if *name == CONTENT_LENGTH {
-            &mut cl
-        } else if *name == TRANSFER_ENCODING {
-            &mut te
-        } else {
-            continue;
-        };
-        seen.0 += 1;
-        seen.1.get_or_insert(value);
-    }
+    let [cl, te] = rewrite::scan(headers, [&CONTENT_LENGTH, &TRANSFER_ENCODING]);
     if cl.0 > 1 {
         return bad("the request has more than one Content-Length");
     }
