@@ -207,7 +207,7 @@ pub fn parse_response(
         }
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(n);
-        let mut f = Framing::new();
+        let mut f = Framing::default();
         for &(na, nl, va, vl) in spans.iter() {
             let name =
                 HeaderName::from_bytes(&head[na..na + nl]).map_err(|_| ProtoError::BadHead)?;
@@ -274,6 +274,7 @@ fn framing(
 
 /// What a response's headers say about its framing, gathered header by
 /// header as the head is parsed ([`Framing::note`]).
+#[derive(Default)]
 struct Framing {
     /// `Connection` lists `close`.
     close: bool,
@@ -290,17 +291,6 @@ struct Framing {
 }
 
 impl Framing {
-    fn new() -> Self {
-        Framing {
-            close: false,
-            last_coding_is_chunked: None,
-            lengths: 0,
-            length_repeated: false,
-            found: None,
-            bad_length: false,
-        }
-    }
-
     /// Takes note of one header, in order. Returns whether the header goes
     /// on to the client: not the hop-by-hop ones (RFC 9110 section 7.6.1),
     /// except a `Connection` that names other headers, which stays for
