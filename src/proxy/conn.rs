@@ -345,9 +345,6 @@ fn poll_exchange(
 pub struct GiveBack {
     pub to: Authority,
     pub pools: Arc<Pools>,
-    /// When the request was sent: the connection's idle time is counted
-    /// from here (see `Pools::checkin`).
-    pub sent: std::time::Instant,
 }
 
 /// A response body read straight from the upstream connection; the
@@ -407,7 +404,7 @@ impl UpstreamBody {
         }
         if let Some(g) = self.give_back.take() {
             conn.reused = true;
-            g.pools.checkin(&g.to, conn, g.sent);
+            g.pools.checkin(&g.to, conn);
         }
     }
 

@@ -103,19 +103,17 @@ impl Pools {
         None
     }
 
-    /// `sent` is when the request the connection just carried went out: its
-    /// idle time is counted from then rather than from a clock read now
-    /// (about 30 ns a request). That counts the exchange as idle time, so a
-    /// connection is retired early, never late: one whose response took
-    /// longer than [`IDLE_TIMEOUT`] to stream is not reused.
-    fn checkin(&self, to: &Authority, conn: Conn, sent: Instant) {
+    fn checkin(&self, to: &Authority, conn: Conn) {
         let mut map = self.lock();
         let list = match map.get_mut(to.as_str()) {
             Some(l) => l,
             None => map.entry(to.as_str().into()).or_default(),
         };
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle { conn, since: sent });
+            list.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -268,7 +266,7 @@ impl Upstreams {
                 out.framing,
             );
             match conn::exchange(&mut conn, &mut writer, out.method, deadline).await {
-                Ok(head) => return Ok(self.response(to, conn, writer, head, now)),
+                Ok(head) => return Ok(self.response(to, conn, writer, head)),
                 Err(conn::Failure::TimedOut) => return Err(timed_out()),
                 Err(e) => {
                     let unsent = writer.as_ref().is_none_or(|w| !w.started);
@@ -291,12 +289,10 @@ impl Upstreams {
         conn: Conn,
         writer: Option<BodyWriter>,
         head: h1::Head,
-        sent: Instant,
     ) -> Response<Body> {
         let give_back = GiveBack {
             to,
             pools: self.pools.clone(),
-            sent,
         };
         let body = UpstreamBody::new(conn, writer, &head, Some(give_back));
         let mut resp = Response::new(body.boxed());
