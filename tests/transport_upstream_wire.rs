@@ -127,6 +127,36 @@ async fn chunked_answers_are_decoded_and_the_connection_reused() {
 }
 
 #[tokio::test]
+async fn hop_by_hop_answer_headers_stop_at_the_gateway_and_the_connection_is_reused() {
+    let up = scripted(each_request(|_| {
+        b"HTTP/1.1 200 OK\r\nconnection: keep-alive, x-private\r\nx-private: 1\r\n\
+          keep-alive: timeout=5\r\ntrailer: x-t\r\nupgrade: h2c\r\n\
+          proxy-connection: keep-alive\r\ncontent-length: 2\r\nx-kept: yes\r\n\r\nok"
+            .to_vec()
+    }))
+    .await;
+    let gw = Gateway::start(&config(&up.url));
+    for _ in 0..3 {
+        let a = get(&gw, "/model/x", &[("authorization", &auth())]).await;
+        assert_eq!(a.status, 200, "{a:?}\n{}", gw.logs());
+        assert_eq!(&a.body[..], b"ok");
+        assert_eq!(a.header("x-kept").as_deref(), Some("yes"));
+        for name in [
+            "connection",
+            "x-private",
+            "keep-alive",
+            "trailer",
+            "upgrade",
+            "proxy-connection",
+        ] {
+            assert!(a.header(name).is_none(), "{name} reached the client: {a:?}");
+        }
+    }
+    // `keep-alive` in `Connection` is not `close`: one connection carried all three.
+    assert_eq!(up.connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn an_answer_delimited_by_close_arrives_whole_and_is_not_reused() {
     let script: Script = Arc::new(|mut tcp| {
         Box::pin(async move {
