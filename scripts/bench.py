@@ -16,7 +16,13 @@ nginx that logs as it does.
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
     read from /proc (schedstat of every thread of the proxy's processes);
-  * fixed rate (`--rate RATE`, coordinated-omission corrected): p50/p99.
+  * fixed rate (`--rate RATE`, coordinated-omission corrected): p50/p99,
+    and the p99 of each `--window`-second window of the run. A stall of
+    the host (steal time, a kernel thread such as kdamond) lasting a few ms
+    lifts a whole round's p99 for whichever target it hits; the median of
+    the windows' p99s over all rounds is the tail without such stalls, and
+    both are reported. The host's steal time during each run is recorded,
+    and how long the proxy was runnable but waited for its core.
 
 Everything is written under target/bench/ (keys, certificates, configs,
 logs, results.json); nothing secret is committed. The speed figures are
@@ -132,8 +138,9 @@ def tree_pids(pid):
     return out
 
 
-def cpu_ns(pid):
-    """CPU time (ns) used so far by every thread of pid and its descendants."""
+def cpu_ns(pid, field=0):
+    """CPU time (ns) used so far by every thread of pid and its descendants;
+    with field=1, the time they spent runnable but waiting for a CPU."""
     total = 0
     for p in tree_pids(pid):
         try:
@@ -142,7 +149,7 @@ def cpu_ns(pid):
             continue
         for t in tasks:
             try:
-                total += int(Path(f"/proc/{p}/task/{t}/schedstat").read_text().split()[0])
+                total += int(Path(f"/proc/{p}/task/{t}/schedstat").read_text().split()[field])
             except (OSError, ValueError, IndexError):
                 pass
     return total
@@ -364,6 +371,8 @@ def load(url, mode, args, extra=(), rate=None, duration=None, conns=None, warmup
         cmd += ["--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{url.split(':')[2].split('/')[0]}"]
     if rate:
         cmd += ["--rate", str(rate)]
+        if args.window:
+            cmd += ["--window", f"{args.window}s"]
     cmd += list(extra)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=(duration or args.duration) + warmup + 60)
     if r.returncode != 0:
@@ -399,6 +408,10 @@ def targets(k, pids):
     return t
 
 
+def dash(x):
+    return "–" if x is None else x
+
+
 def median_range(xs):
     return statistics.median(xs), min(xs), max(xs)
 
@@ -408,6 +421,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8, help="seconds per closed-loop run")
     ap.add_argument("--rate-duration", type=int, default=8, help="seconds per fixed-rate run")
+    ap.add_argument("--window", type=float, default=1.0, help="seconds per latency window within a fixed-rate run (0: no windows)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=int, default=0, help="fixed rate for the latency runs (0: 60%% of the slowest target in round 1, at most 10000)")
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching targets (plus direct and nginx)")
@@ -459,7 +473,7 @@ def main():
                 raise SystemExit(f"{name}: {r['errors']} unexpected answers in the check run: {r['status']}")
         log("all targets answer as expected")
 
-        results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "rate_errors": [], "behind": []} for t in ts}
+        results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "window_p99": [], "steal_ms": [], "wait_ms": [], "rate_errors": [], "behind": []} for t in ts}
         rate = args.rate
         for rnd in range(args.rounds):
             order = ts if rnd % 2 == 0 else list(reversed(ts))
@@ -480,13 +494,21 @@ def main():
                 rate = max(1000, min(10000, int(slowest * 0.6) // 500 * 500))
                 log(f"fixed rate for latency: {rate} req/s")
             for name, pid, url, mode, extra in order:
+                s0, w0 = steal_ms(), cpu_ns(pid, 1) if pid else 0
                 r = load(url, mode, args, extra, rate=rate, duration=args.rate_duration, warmup=1)
                 res = results[name]
+                res["steal_ms"].append(steal_ms() - s0)
+                res["wait_ms"].append(round((cpu_ns(pid, 1) - w0) / 1e6, 1) if pid else None)
                 res["p50"].append(r["p50_us"])
                 res["p99"].append(r["p99_us"])
+                full = max((w["requests"] for w in r.get("windows", [])), default=0)
+                res["window_p99"] += [w["p99_us"] for w in r.get("windows", []) if w["requests"] and w["requests"] * 2 >= full]
                 res["rate_errors"].append(r["errors"])
                 res["behind"].append(r.get("behind_schedule", 0))
-                log(f"round {rnd + 1} {name} @ {rate}/s: p50 {r['p50_us']} µs, p99 {r['p99_us']} µs")
+                windows = " ".join(str(w["p99_us"]) for w in r.get("windows", []))
+                log(f"round {rnd + 1} {name} @ {rate}/s: p50 {r['p50_us']} µs, p99 {r['p99_us']} µs"
+                    + (f" (windows: {windows})" if windows else "") + f", steal {res['steal_ms'][-1]} ms"
+                    + (f", proxy waited for its core {res['wait_ms'][-1]} ms" if pid else ""))
 
         busy_rss = rss_kib(pcp.pid)
         # The soak first: the idle-connection run leaves freed memory that
@@ -570,6 +592,13 @@ def nonces():
     return None
 
 
+def steal_ms():
+    """Time the hypervisor ran something else while this VM's CPUs wanted
+    to run (all CPUs, /proc/stat `steal`, in ms)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
 def report(args, results, rate, mem):
     nginx = results.get(NGINX)
     direct = results.get("direct (no proxy, plain http)")
@@ -587,12 +616,14 @@ def report(args, results, rate, mem):
             return nginx
         return None
     d_p99 = statistics.median(direct["p99"])
+    d_wp99 = statistics.median(direct["window_p99"]) if direct["window_p99"] else None
     rows = []
     for name, v in results.items():
         rps = median_range(v["rps"])
         cpu = median_range(v["cpu_us"]) if v["cpu_us"] else None
         p50 = statistics.median(v["p50"])
         p99 = statistics.median(v["p99"])
+        wp99 = statistics.median(v["window_p99"]) if v["window_p99"] else None
         ref = same_log(name)
         rows.append({
             "target": name,
@@ -607,6 +638,12 @@ def report(args, results, rate, mem):
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
             "p50_us": round(p50), "p99_us": round(p99),
             "added_p99_us": round(p99 - d_p99),
+            "p99_rounds_us": v["p99"],
+            "p99_window_median_us": round(wp99) if wp99 is not None else None,
+            "added_p99_window_median_us": round(wp99 - d_wp99) if wp99 is not None and d_wp99 is not None else None,
+            "windows": len(v["window_p99"]),
+            "steal_ms_rounds": v["steal_ms"],
+            "core_wait_ms_rounds": v["wait_ms"],
             "rate_errors": sum(v["rate_errors"]), "behind_schedule": sum(v["behind"]),
         })
     machine = {
@@ -617,13 +654,14 @@ def report(args, results, rate, mem):
         "nginx": run(["nginx", "-v"]).stderr.strip(),
         "haproxy": run(["haproxy", "-v"]).stdout.splitlines()[0],
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
-        "rate": rate, "log_level": args.log_level,
+        "rate": rate, "rate_duration_s": args.rate_duration, "window_s": args.window or None,
+        "log_level": args.log_level,
     }
     out = {"machine": machine, "rows": rows, "memory": mem}
     (OUT / "results.json").write_text(json.dumps(out, indent=2))
     lines = [
-        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | × nginx, same logging: CPU, req/s | p50 µs @ {rate}/s | p99 µs | added p99 µs |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | × nginx, same logging: CPU, req/s | p50 µs @ {rate}/s | p99 µs | added p99 µs | p99 µs, median of {args.window:g} s windows | added |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
@@ -632,8 +670,14 @@ def report(args, results, rate, mem):
             same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({'log on' if r['same_log_as'] == NGINX_LOG else 'log off'})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
-            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {same} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} |"
+            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {same} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} | "
+            f"{dash(r['p99_window_median_us'])} | {dash(r['added_p99_window_median_us'])} |"
         )
+    lines += ["", "p99 µs per round (in brackets: the host's steal time during the run, and the ms the proxy was", "runnable but waiting for its core):", ""]
+    for r in rows:
+        per = ", ".join(f"{p} ({st}" + (f", {w})" if w is not None else ")")
+                        for p, st, w in zip(r["p99_rounds_us"], r["steal_ms_rounds"], r["core_wait_ms_rounds"]))
+        lines.append(f"- {r['target']}: {per}")
     table = "\n".join(lines)
     (OUT / "results.md").write_text(table + "\n")
     print()

@@ -109,6 +109,11 @@ pub struct Args {
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
 
+    /// Also report latency per window of this length (by when each request
+    /// was due), and the median of the windows' p99s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub window: Option<Duration>,
+
     /// Expected status (default: 401 for reject, else 200). Others count as errors.
     #[arg(long, value_name = "CODE")]
     pub expect_status: Option<u16>,
@@ -166,6 +171,7 @@ pub struct Config {
     pub duration: Duration,
     pub warmup: Duration,
     pub rate: Option<f64>,
+    pub window: Option<Duration>,
     pub expect_status: u16,
     pub json: bool,
     pub idle: Option<usize>,
@@ -277,6 +283,14 @@ impl Args {
                 return Err("--rate must be a positive number".into());
             }
         }
+        if let Some(w) = self.window {
+            if w.is_zero() {
+                return Err("--window must be more than zero".into());
+            }
+            if self.duration.as_nanos() / w.as_nanos() > 10_000 {
+                return Err("--window: at most 10,000 windows per run".into());
+            }
+        }
         if self.idle == Some(0) {
             return Err("--idle must be at least 1".into());
         }
@@ -306,6 +320,7 @@ impl Args {
             duration: self.duration,
             warmup: self.warmup,
             rate: self.rate,
+            window: self.window,
             expect_status,
             json: self.json,
             idle: self.idle,
@@ -370,5 +385,22 @@ mod tests {
         assert_eq!(c.path_and_query, "/");
         assert_eq!(c.server_name, "::1");
         assert_eq!(c.expect_status, 200);
+    }
+
+    #[test]
+    fn window() {
+        let base = ["--url", "http://127.0.0.1/", "--mode", "none", "-d", "6s"];
+        let with = |w: &str| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(&["--window", w]);
+            parse(&a)
+        };
+        assert_eq!(parse(&base).unwrap().window, None);
+        assert_eq!(
+            with("500ms").unwrap().window,
+            Some(Duration::from_millis(500))
+        );
+        assert!(with("0s").is_err());
+        assert!(with("100us").is_err()); // 60,000 windows
     }
 }

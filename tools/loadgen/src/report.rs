@@ -31,13 +31,39 @@ pub struct Stats {
     pub reconnects: u64,
     /// Fixed rate: requests that started more than 1 ms after their slot.
     pub behind: u64,
+    /// With `--window`: one histogram per window of the recorded period,
+    /// by the time each request was due (created as they are reached).
+    pub windows: Vec<Option<Histogram<u64>>>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("valid histogram bounds")
+}
+
+fn add(into: &mut Histogram<u64>, from: &Histogram<u64>) {
+    into.add(from).expect("histograms have the same bounds");
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+fn max(h: &Histogram<u64>) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.max()
+    }
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            hist: Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
-                .expect("valid histogram bounds"),
+            hist: new_histogram(),
             requests: 0,
             status: Vec::new(),
             unexpected: 0,
@@ -45,6 +71,7 @@ impl Default for Stats {
             timeouts: 0,
             reconnects: 0,
             behind: 0,
+            windows: Vec::new(),
         }
     }
 }
@@ -60,8 +87,17 @@ impl Stats {
             Some((_, n)) => *n += 1,
             None => self.status.push((status, 1)),
         }
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.hist.saturating_record(us.max(LOWEST_US));
+        self.hist.saturating_record(micros(latency));
+    }
+
+    /// The same latency again, in the histogram of window `index`.
+    pub fn record_window(&mut self, index: usize, latency: Duration) {
+        if self.windows.len() <= index {
+            self.windows.resize_with(index + 1, || None);
+        }
+        self.windows[index]
+            .get_or_insert_with(new_histogram)
+            .saturating_record(micros(latency));
     }
 
     pub fn errors(&self) -> u64 {
@@ -69,9 +105,15 @@ impl Stats {
     }
 
     pub fn merge(&mut self, other: &Stats) {
-        self.hist
-            .add(&other.hist)
-            .expect("histograms have the same bounds");
+        add(&mut self.hist, &other.hist);
+        if self.windows.len() < other.windows.len() {
+            self.windows.resize_with(other.windows.len(), || None);
+        }
+        for (mine, theirs) in self.windows.iter_mut().zip(&other.windows) {
+            if let Some(theirs) = theirs {
+                add(mine.get_or_insert_with(new_histogram), theirs);
+            }
+        }
         self.requests += other.requests;
         for &(s, n) in &other.status {
             match self.status.iter_mut().find(|(t, _)| *t == s) {
@@ -94,12 +136,59 @@ impl Stats {
     }
 
     fn quantile(&self, q: f64) -> u64 {
-        if self.hist.is_empty() {
-            0
-        } else {
-            self.hist.value_at_quantile(q)
-        }
+        quantile(&self.hist, q)
     }
+
+    /// One summary per window, empty windows included (as zeros).
+    fn window_summaries(&self) -> Vec<WindowSummary> {
+        self.windows
+            .iter()
+            .map(|h| match h {
+                Some(h) => WindowSummary {
+                    requests: h.len(),
+                    p50_us: quantile(h, 0.5),
+                    p99_us: quantile(h, 0.99),
+                    max_us: max(h),
+                },
+                None => WindowSummary::default(),
+            })
+            .collect()
+    }
+}
+
+fn micros(latency: Duration) -> u64 {
+    u64::try_from(latency.as_micros())
+        .unwrap_or(u64::MAX)
+        .max(LOWEST_US)
+}
+
+/// Latency within one window of a run (`--window`).
+#[derive(Serialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSummary {
+    pub requests: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// The median of the windows' p99s, over windows that recorded at least
+/// `min_requests` (a short last window would weigh as much as a full one).
+pub fn median_window_p99(windows: &[WindowSummary], min_requests: u64) -> Option<u64> {
+    let mut p99s: Vec<u64> = windows
+        .iter()
+        .filter(|w| w.requests > 0 && w.requests >= min_requests)
+        .map(|w| w.p99_us)
+        .collect();
+    if p99s.is_empty() {
+        return None;
+    }
+    p99s.sort_unstable();
+    let n = p99s.len();
+    Some(if n % 2 == 1 {
+        p99s[n / 2]
+    } else {
+        (p99s[n / 2 - 1] + p99s[n / 2]).div_ceil(2)
+    })
 }
 
 /// Result of a closed-loop or fixed-rate run. The field order is the JSON
@@ -133,6 +222,15 @@ pub struct Summary {
     pub elapsed_s: f64,
     pub warmup_s: f64,
     pub expect_status: u16,
+    /// With `--window`: its length, the latency of each window in order,
+    /// and the median of their p99s (windows with less than half the
+    /// requests of the fullest one left out). Absent without `--window`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<WindowSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p99_window_median_us: Option<u64>,
 }
 
 impl Summary {
@@ -145,9 +243,16 @@ impl Summary {
         period: Duration,
         warmup: Duration,
         expect_status: u16,
+        window: Option<Duration>,
         stats: &Stats,
     ) -> Self {
         let secs = period.as_secs_f64();
+        let windows = if window.is_some() {
+            stats.window_summaries()
+        } else {
+            Vec::new()
+        };
+        let fullest = windows.iter().map(|w| w.requests).max().unwrap_or(0);
         Summary {
             mode,
             connections,
@@ -165,11 +270,7 @@ impl Summary {
             p90_us: stats.quantile(0.9),
             p99_us: stats.quantile(0.99),
             p999_us: stats.quantile(0.999),
-            max_us: if stats.hist.is_empty() {
-                0
-            } else {
-                stats.hist.max()
-            },
+            max_us: max(&stats.hist),
             behind_schedule: stats.behind,
             transport_errors: stats.transport_errors,
             unexpected_status: stats.unexpected,
@@ -178,6 +279,9 @@ impl Summary {
             elapsed_s: secs,
             warmup_s: warmup.as_secs_f64(),
             expect_status,
+            window_s: window.map(|w| w.as_secs_f64()),
+            p99_window_median_us: median_window_p99(&windows, fullest.div_ceil(2)),
+            windows,
         }
     }
 
@@ -227,6 +331,14 @@ impl Summary {
                 s,
                 "  behind schedule (> 1 ms late to start): {}",
                 self.behind_schedule
+            );
+        }
+        if let (Some(w), Some(median)) = (self.window_s, self.p99_window_median_us) {
+            let p99s: Vec<String> = self.windows.iter().map(|w| w.p99_us.to_string()).collect();
+            let _ = writeln!(
+                s,
+                "  p99 µs per {w} s window: {}; median {median}",
+                p99s.join(" ")
             );
         }
         s
@@ -282,11 +394,7 @@ impl IdleSummary {
             p90_us: stats.quantile(0.9),
             p99_us: stats.quantile(0.99),
             p999_us: stats.quantile(0.999),
-            max_us: if stats.hist.is_empty() {
-                0
-            } else {
-                stats.hist.max()
-            },
+            max_us: max(&stats.hist),
             setup_s: setup.as_secs_f64(),
         }
     }
@@ -349,6 +457,7 @@ mod tests {
             Duration::from_secs(5),
             Duration::from_secs(2),
             200,
+            None,
             &sample(),
         );
         let v: serde_json::Value = serde_json::from_str(&s.json()).unwrap();
@@ -393,6 +502,7 @@ mod tests {
             Duration::from_secs(2),
             Duration::ZERO,
             200,
+            None,
             &Stats::default(),
         );
         let v: serde_json::Value = serde_json::from_str(&closed.json()).unwrap();
@@ -401,6 +511,81 @@ mod tests {
         assert_eq!(v["elapsed_s"], 2.0);
         assert_eq!(v["p99_us"], 0);
         assert_eq!(v["status"], serde_json::json!({}));
+        assert!(!obj.contains_key("windows"));
+        assert!(!obj.contains_key("p99_window_median_us"));
+    }
+
+    #[test]
+    fn windows_report_their_own_tail_and_the_median_skips_a_stalled_one() {
+        // Five windows of 1,000 requests at 100-199 µs; window 3 stalled
+        // (its last 50 requests at 5 ms); window 5 nearly empty.
+        let mut a = Stats::default();
+        let mut b = Stats::default();
+        for w in 0..5usize {
+            for i in 0..1000u64 {
+                let us = if w == 3 && i >= 950 {
+                    5000
+                } else {
+                    100 + i % 100
+                };
+                let s = if i % 2 == 0 { &mut a } else { &mut b };
+                s.record(200, Duration::from_micros(us), true);
+                s.record_window(w, Duration::from_micros(us));
+            }
+        }
+        b.record(200, Duration::from_millis(9), true);
+        b.record_window(6, Duration::from_millis(9));
+        a.merge(&b);
+        let s = Summary::new(
+            "api_key",
+            32,
+            Some(1000.0),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            Duration::ZERO,
+            200,
+            Some(Duration::from_secs(1)),
+            &a,
+        );
+        let v: serde_json::Value = serde_json::from_str(&s.json()).unwrap();
+        assert_eq!(v["window_s"], 1.0);
+        let windows = v["windows"].as_array().unwrap();
+        assert_eq!(windows.len(), 7);
+        assert_eq!(windows[0]["requests"], 1000);
+        assert_eq!(windows[0]["p99_us"], 198); // 100-199 ten times each
+        assert_eq!(windows[3]["p99_us"].as_u64().unwrap() / 10, 500); // 5,000 µs within 0.1 %
+        assert_eq!(
+            windows[5],
+            serde_json::json!({"requests": 0, "p50_us": 0, "p99_us": 0, "max_us": 0})
+        );
+        assert_eq!(windows[6]["requests"], 1);
+        // The whole run's p99 sees the stall; the median of the windows
+        // (the empty and the one-request windows left out) does not.
+        assert!(v["p99_us"].as_u64().unwrap() >= 4990);
+        assert_eq!(v["p99_window_median_us"], 198);
+        assert!(s.text().contains("p99 µs per 1 s window: 198 198 198 "));
+    }
+
+    #[test]
+    fn median_of_window_p99s() {
+        let w = |requests, p99_us| WindowSummary {
+            requests,
+            p50_us: 1,
+            p99_us,
+            max_us: p99_us,
+        };
+        assert_eq!(median_window_p99(&[], 0), None);
+        assert_eq!(median_window_p99(&[w(0, 0)], 0), None);
+        assert_eq!(
+            median_window_p99(&[w(10, 300), w(10, 100), w(10, 200)], 5),
+            Some(200)
+        );
+        assert_eq!(median_window_p99(&[w(10, 300), w(10, 100)], 5), Some(200));
+        assert_eq!(median_window_p99(&[w(10, 301), w(10, 100)], 5), Some(201));
+        assert_eq!(
+            median_window_p99(&[w(10, 300), w(4, 100), w(10, 200)], 5),
+            Some(250)
+        );
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub struct Run {
     duration: Duration,
     warmup: Duration,
     rate: Option<f64>,
+    window: Option<Duration>,
     record_from: Instant,
     end: Instant,
     schedule: Option<Schedule>,
@@ -171,6 +172,7 @@ impl Run {
             duration: cfg.duration,
             warmup: cfg.warmup,
             rate: cfg.rate,
+            window: cfg.window,
             record_from,
             end: record_from + cfg.duration,
             schedule: cfg.rate.map(|rate| Schedule { start, rate }),
@@ -219,6 +221,7 @@ impl Run {
             period,
             self.warmup,
             self.expect,
+            self.window,
             &total,
         )
     }
@@ -318,11 +321,11 @@ impl Run {
                 Ok((status, close)) => {
                     if recorded {
                         self.with_stats(index, |s| {
-                            s.record(
-                                status,
-                                corrected_latency(intended, done),
-                                status == self.expect,
-                            );
+                            let latency = corrected_latency(intended, done);
+                            s.record(status, latency, status == self.expect);
+                            if let Some(index) = self.window_of(intended) {
+                                s.record_window(index, latency);
+                            }
                             if self.schedule.is_some() && is_behind(intended, started) {
                                 s.behind += 1;
                             }
@@ -410,6 +413,13 @@ impl Run {
             Ok(Err(e)) => Err(Failure::Transport(format!("request: {e}"))),
             Err(_) => Err(Failure::Timeout),
         }
+    }
+
+    /// The window a recorded request belongs to, by when it was due.
+    fn window_of(&self, intended: Instant) -> Option<usize> {
+        let window = self.window?;
+        let after = intended.saturating_duration_since(self.record_from);
+        usize::try_from(after.as_nanos() / window.as_nanos()).ok()
     }
 
     fn note_error(&self, what: &str) {
