@@ -287,8 +287,8 @@ impl Args {
             if w.is_zero() {
                 return Err("--window must be more than zero".into());
             }
-            if self.duration.as_nanos() / w.as_nanos() > 10_000 {
-                return Err("--window: at most 10,000 windows per run".into());
+            if self.duration.as_nanos() / w.as_nanos() > 1_000 {
+                return Err("--window: at most 1,000 windows per run".into());
             }
         }
         if self.idle == Some(0) {
@@ -402,5 +402,7 @@ mod tests {
         );
         assert!(with("0s").is_err());
         assert!(with("100us").is_err()); // 60,000 windows
+        assert!(with("6ms").is_ok()); // 1,000
+        assert!(with("5ms").is_err()); // 1,200
     }
 }
