@@ -92,11 +92,17 @@ pub enum KeysCommand {
         owner: String,
         #[arg(long)]
         name: Option<String>,
-        /// NS:ACTION[,ACTION][:RESOURCE_GLOB], repeatable.
-        #[arg(long = "grant")]
+        // Help texts as attributes, not doc comments: rustdoc would read
+        // their brackets as links and `<id>` as an HTML tag.
+        #[arg(
+            long = "grant",
+            help = "NS:ACTION[,ACTION][:RESOURCE_GLOB], repeatable"
+        )]
         grants: Vec<String>,
-        /// Write the entry as DIR/<id>.yaml (atomically) for `include:`.
-        #[arg(long)]
+        #[arg(
+            long,
+            help = "Write the entry as DIR/<id>.yaml (atomically) for `include:`"
+        )]
         write: Option<PathBuf>,
         /// Use this id instead of a random one.
         #[arg(long)]

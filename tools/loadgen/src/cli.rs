@@ -39,8 +39,12 @@ impl Mode {
 #[derive(Parser, Debug)]
 #[command(name = "portcullis-load", version)]
 pub struct Args {
-    /// Target URL: https://host[:port]/path[?query] (or http:// for an upstream).
-    #[arg(long)]
+    // The help text as an attribute, not a doc comment: rustdoc would read
+    // its brackets as links.
+    #[arg(
+        long,
+        help = "Target URL: https://host[:port]/path[?query] (or http:// for an upstream)"
+    )]
     pub url: String,
 
     /// Host header to send (default: the URL's authority). OAuth 1.0 signs it.
