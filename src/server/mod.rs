@@ -128,6 +128,14 @@ async fn housekeeping(gw: Arc<Gateway>) {
 
 /// The HTTP/1 side of a client connection. Each connection gets its own
 /// builder: the timer in it must not be shared (see [`crate::timer::ConnTimer`]).
+///
+/// hyper's `pipeline_flush` is left off. It would write the answers to
+/// pipelined requests together (11.0 against 17.2 µs of CPU a request
+/// with eight requests in flight per connection), but while a pipelined
+/// request waits in the read buffer it never flushes and never stops
+/// taking body chunks: one client that pipelined two requests for a
+/// 300 MB download and read nothing took the gateway to 1.37 GB of RSS
+/// (19 MiB without it).
 fn http1_builder(limits: &crate::config::Limits) -> http1::Builder {
     let mut b = http1::Builder::new();
     b.timer(crate::timer::ConnTimer::new())
@@ -224,7 +232,13 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let seen = dispatched.clone();
             let svc = service_fn(move |req| {
                 seen.store(true, Ordering::Relaxed);
-                handle(svc_gw.clone(), peer, conn_verdicts.next(), req)
+                // Boxed: the request's future is about 4 KiB, and hyper
+                // moves it by value several times before it runs (over
+                // HTTP/2 into a task of its own): one copy into the heap
+                // instead of five on the stack. Under callgrind, 4,900
+                // instructions a request fewer over HTTP/2, 840 over
+                // HTTP/1.
+                Box::pin(handle(svc_gw.clone(), peer, conn_verdicts.next(), req))
             });
             let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
             let first = limits.header_read_timeout;

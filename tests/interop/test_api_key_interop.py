@@ -150,3 +150,81 @@ def test_plain_http_listener_redirects(gw, upstream):
     assert 300 <= r.status_code < 400, r.status_code
     assert r.headers["Location"].startswith("https://")
     assert upstream.records == []
+
+
+def h2_get_all(gw, paths, authorization):
+    """GET each path in turn on one HTTP/2 connection with the Python `h2`
+    library (the HTTP/2 stack of httpx and hypercorn). Returns each
+    response's (headers, body), headers as `hpack` decoded them (a
+    `NeverIndexedHeaderTuple` for a never-indexed literal), and the
+    client's HPACK dynamic table afterwards."""
+    import socket
+    import ssl
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    ctx = ssl.create_default_context(cafile=gw.cert)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
+        assert sock.selected_alpn_protocol() == "h2"
+        conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        out = []
+        for path in paths:
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "https"),
+                                    (":authority", f"localhost:{gw.port}"),
+                                    (":path", path), ("authorization", authorization)],
+                              end_stream=True)
+            sock.sendall(conn.data_to_send())
+            headers, body, ended = None, b"", False
+            while not ended:
+                data = sock.recv(65536)
+                assert data, "the gateway closed the connection"
+                for ev in conn.receive_data(data):
+                    if getattr(ev, "stream_id", None) != sid:
+                        continue
+                    if isinstance(ev, h2.events.ResponseReceived):
+                        headers = ev.headers
+                    elif isinstance(ev, h2.events.DataReceived):
+                        body += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+                    elif isinstance(ev, h2.events.StreamEnded):
+                        ended = True
+                sock.sendall(conn.data_to_send())
+            out.append((headers, body))
+        return out, list(conn.decoder.header_table.dynamic_entries)
+
+
+def test_http2_changing_response_headers_are_never_indexed(gw, upstream):
+    # The request id differs in every response and the date every second:
+    # HPACK-indexed, each would take room in the client's dynamic table
+    # from headers that repeat. They come as never-indexed literals; the
+    # headers that repeat are still indexed.
+    from hpack import NeverIndexedHeaderTuple
+
+    token = base64.b64encode(f"{K1}:{SECRET}".encode()).decode()
+    upstream.clear()
+    paths = [f"/model/ABC-{i}" for i in range(1, 5)]
+    responses, table = h2_get_all(gw, paths, f"Basic {token}")
+    ids = []
+    for headers, body in responses:
+        fields = {name: value for name, value in headers}
+        assert (fields[b":status"], body) == (b"200", b"ok"), headers
+        for name in (b"x-request-id", b"date"):
+            [field] = [h for h in headers if h[0] == name]
+            assert isinstance(field, NeverIndexedHeaderTuple), (name, type(field))
+        ids.append(fields[b"x-request-id"].decode())
+    assert len(set(ids)) == len(paths)
+    names = {name for name, _ in table}
+    assert b"x-request-id" not in names and b"date" not in names, table
+    assert (b"content-type", b"text/plain") in table, table
+    # The upstream saw each request once, under the id the client was given.
+    assert [r.target for r in upstream.records] == paths
+    assert [r.header("X-Request-Id") for r in upstream.records] == ids
+    assert_forwarded_as_k1(upstream.last())
