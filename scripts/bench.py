@@ -13,6 +13,11 @@ the gateway's is. Likewise the gateway: with its access log on (the
 default, to a file) and off. Each gateway row is also compared with the
 nginx that logs as it does.
 
+Both speak HTTP/1.1 and HTTP/2 (chosen by ALPN). The rows marked HTTP/2
+send one request at a time on each of the same number of connections
+(`portcullis-load --http2`), to the nginx without a log and the gateway
+without one, and are compared with each other.
+
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
     read from /proc (schedstat of every thread of the proxy's processes);
@@ -65,6 +70,7 @@ QUIET_ADMIN = 9482
 NGINX_LOG_PORT = 9449
 NGINX = "nginx TLS proxy, no auth"
 NGINX_LOG = "nginx TLS proxy, no auth, access log on"
+NGINX_H2 = "nginx TLS proxy, no auth, HTTP/2"
 PATH = "/model/ABC-1"
 AUDIENCE = "bench"
 PROXY_CORE = "0"
@@ -250,7 +256,7 @@ http {{
   keepalive_timeout 300s;
   upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; keepalive_requests 10000000; }}
   server {{
-    listen 127.0.0.1:{port} ssl backlog=4096;
+    listen 127.0.0.1:{port} ssl http2 backlog=4096;
     ssl_certificate {OUT}/certs/gateway.crt;
     ssl_certificate_key {OUT}/certs/gateway.key;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -387,6 +393,7 @@ def targets(k, pids):
         ("direct (no proxy, plain http)", None, f"http://127.0.0.1:{UPSTREAM_PORT}{PATH}", "none", []),
         (NGINX, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", []),
         (NGINX_LOG, pids["nginx-log"], f"https://127.0.0.1:{NGINX_LOG_PORT}{PATH}", "none", []),
+        (NGINX_H2, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", ["--http2"]),
     ]
     for alg, port in HAPROXY_PORTS.items():
         t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
@@ -404,6 +411,8 @@ def targets(k, pids):
     t += [
         ("portcullis api_key (Basic), access log off", pids["portcullis-quiet"], quiet, "api_key", cred),
         ("portcullis oauth1 HMAC-SHA1, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred),
+        ("portcullis api_key (Basic), HTTP/2, access log off", pids["portcullis-quiet"], quiet, "api_key", cred + ["--http2"]),
+        ("portcullis oauth1 HMAC-SHA1, HTTP/2, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred + ["--http2"]),
     ]
     return t
 
@@ -608,8 +617,11 @@ def report(args, results, rate, mem):
     # the access log on against the nginx with one, the rest against the
     # nginx without.
     logging = results.get(NGINX_LOG)
+    h2 = results.get(NGINX_H2)
 
     def same_log(name):
+        if name.startswith("portcullis") and "HTTP/2" in name:
+            return h2
         if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
             return logging
         if name.startswith("portcullis") or name == NGINX:
@@ -633,7 +645,7 @@ def report(args, results, rate, mem):
             "cpu_us_min": round(cpu[1], 1) if cpu else None,
             "cpu_us_max": round(cpu[2], 1) if cpu else None,
             "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
-            "same_log_as": (NGINX_LOG if ref is logging else NGINX) if ref else None,
+            "same_log_as": (NGINX_LOG if ref is logging else NGINX_H2 if ref is h2 else NGINX) if ref else None,
             "cpu_vs_nginx_same_log": round(cpu[0] / statistics.median(ref["cpu_us"]), 2) if cpu and ref else None,
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
             "p50_us": round(p50), "p99_us": round(p99),
@@ -666,8 +678,9 @@ def report(args, results, rate, mem):
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
         same = "–"
-        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG):
-            same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({'log on' if r['same_log_as'] == NGINX_LOG else 'log off'})"
+        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2):
+            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2"}.get(r["same_log_as"], "log off")
+            same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({how})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
             f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {same} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} | "

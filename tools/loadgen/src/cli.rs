@@ -59,6 +59,11 @@ pub struct Args {
     #[arg(long)]
     pub insecure: bool,
 
+    /// HTTP/2 (negotiated with ALPN; https:// only): each connection
+    /// carries one request at a time, as over HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
+
     /// Credential scheme.
     #[arg(long, value_enum, default_value = "api_key")]
     pub mode: Mode,
@@ -171,6 +176,7 @@ pub struct Config {
     pub credential: Credential,
     pub cacert: Option<PathBuf>,
     pub insecure: bool,
+    pub http2: bool,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -301,6 +307,9 @@ impl Args {
         if self.threads == 0 {
             return Err("--threads must be at least 1".into());
         }
+        if self.http2 && !tls {
+            return Err("--http2 needs an https:// URL (HTTP/2 is negotiated with ALPN)".into());
+        }
         if tls && self.cacert.is_none() && !self.insecure {
             return Err("https:// needs --cacert FILE or --insecure".into());
         }
@@ -320,6 +329,7 @@ impl Args {
             credential,
             cacert: self.cacert,
             insecure: self.insecure,
+            http2: self.http2,
             connections: self.connections,
             duration: self.duration,
             warmup: self.warmup,
@@ -385,6 +395,17 @@ mod tests {
             "s"
         ])
         .is_err());
+        // HTTP/2 is negotiated with ALPN, so only over TLS.
+        assert!(parse(&["--url", "http://127.0.0.1/", "--mode", "none", "--http2"]).is_err());
+        let h2 = parse(&[
+            "--url",
+            "https://127.0.0.1/",
+            "--insecure",
+            "--mode",
+            "none",
+            "--http2",
+        ]);
+        assert!(h2.unwrap().http2);
         let c = parse(&["--url", "http://[::1]:9100", "--mode", "none"]).unwrap();
         assert_eq!(c.path_and_query, "/");
         assert_eq!(c.server_name, "::1");

@@ -1,6 +1,7 @@
-//! Connections: TCP (+ TLS through rustls/ring) and a hyper HTTP/1.1
-//! handshake. Every connection is its own handshake, kept alive for all of
-//! its requests; there is no pool.
+//! Connections: TCP (+ TLS through rustls/ring) and a hyper HTTP/1.1 or
+//! HTTP/2 handshake (HTTP/2 when ALPN chose `h2`, for `--http2`). Every
+//! connection is its own handshake, kept alive for all of its requests;
+//! there is no pool.
 
 use std::fmt;
 use std::io;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Empty;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -25,10 +27,47 @@ use crate::cli::Config;
 
 pub type Body = Empty<Bytes>;
 
-/// A live HTTP/1.1 connection: the request handle and the task that drives
-/// the connection. Dropping it closes the connection.
+/// A connection's request handle, for the protocol it speaks.
+pub enum Sender {
+    Http1(http1::SendRequest<Body>),
+    Http2(http2::SendRequest<Body>),
+}
+
+impl Sender {
+    /// Waits until the connection can take a request.
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::Http1(s) => s.ready().await,
+            Sender::Http2(s) => s.ready().await,
+        }
+    }
+
+    pub async fn send_request(
+        &mut self,
+        req: Request<Body>,
+    ) -> Result<Response<hyper::body::Incoming>, hyper::Error> {
+        match self {
+            Sender::Http1(s) => s.send_request(req).await,
+            Sender::Http2(s) => s.send_request(req).await,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Sender::Http1(s) => s.is_closed(),
+            Sender::Http2(s) => s.is_closed(),
+        }
+    }
+
+    pub fn is_http2(&self) -> bool {
+        matches!(self, Sender::Http2(_))
+    }
+}
+
+/// A live connection: the request handle and the task that drives the
+/// connection. Dropping it closes the connection.
 pub struct Conn {
-    pub sender: SendRequest<Body>,
+    pub sender: Sender,
     pub driver: JoinHandle<()>,
 }
 
@@ -50,6 +89,8 @@ impl Drop for Conn {
 pub enum ConnectError {
     Tcp(io::Error),
     Tls(io::Error),
+    /// `--http2`, and the server did not choose `h2` in ALPN.
+    NoH2,
     Http(hyper::Error),
 }
 
@@ -58,7 +99,8 @@ impl fmt::Display for ConnectError {
         match self {
             ConnectError::Tcp(e) => write!(f, "connect: {e}"),
             ConnectError::Tls(e) => write!(f, "TLS handshake: {e}"),
-            ConnectError::Http(e) => write!(f, "HTTP/1.1 handshake: {e}"),
+            ConnectError::NoH2 => write!(f, "the server did not agree to HTTP/2 (ALPN h2)"),
+            ConnectError::Http(e) => write!(f, "HTTP handshake: {e}"),
         }
     }
 }
@@ -68,6 +110,7 @@ impl fmt::Display for ConnectError {
 pub struct Connector {
     addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    http2: bool,
 }
 
 impl Connector {
@@ -83,6 +126,7 @@ impl Connector {
         Ok(Connector {
             addr: cfg.addr,
             tls,
+            http2: cfg.http2,
         })
     }
 
@@ -98,6 +142,12 @@ impl Connector {
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(ConnectError::Tls)?;
+                if self.http2 {
+                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                        return Err(ConnectError::NoH2);
+                    }
+                    return handshake_h2(tls).await;
+                }
                 handshake(tls).await
             }
         }
@@ -114,7 +164,26 @@ where
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
-    Ok(Conn { sender, driver })
+    Ok(Conn {
+        sender: Sender::Http1(sender),
+        driver,
+    })
+}
+
+async fn handshake_h2<T>(io: T) -> Result<Conn, ConnectError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+        .await
+        .map_err(ConnectError::Http)?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Conn {
+        sender: Sender::Http2(sender),
+        driver,
+    })
 }
 
 fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
@@ -146,7 +215,11 @@ fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if cfg.http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(config)
 }
 

@@ -31,6 +31,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Fixed rate: requests that started more than 1 ms after their slot.
     pub behind: u64,
+    /// Responses that came over HTTP/2 (`--http2`).
+    pub http2: u64,
     /// With `--window`: one histogram per window of the recorded period,
     /// by the time each request was due (created as they are reached).
     pub windows: Vec<Option<Histogram<u32>>>,
@@ -81,6 +83,7 @@ impl Default for Stats {
             timeouts: 0,
             reconnects: 0,
             behind: 0,
+            http2: 0,
             windows: Vec::new(),
         }
     }
@@ -136,6 +139,7 @@ impl Stats {
         self.timeouts += other.timeouts;
         self.reconnects += other.reconnects;
         self.behind += other.behind;
+        self.http2 += other.http2;
     }
 
     fn status_map(&self) -> BTreeMap<String, u64> {
@@ -227,6 +231,8 @@ pub struct Summary {
     pub unexpected_status: u64,
     pub timeouts: u64,
     pub reconnects: u64,
+    /// Recorded responses that came over HTTP/2.
+    pub http2_responses: u64,
     /// Period `rps` is computed over: `duration_s`, or for a fixed rate run
     /// that finished its backlog late, up to its last response.
     pub elapsed_s: f64,
@@ -286,6 +292,7 @@ impl Summary {
             unexpected_status: stats.unexpected,
             timeouts: stats.timeouts,
             reconnects: stats.reconnects,
+            http2_responses: stats.http2,
             elapsed_s: secs,
             warmup_s: warmup.as_secs_f64(),
             expect_status,
@@ -325,6 +332,9 @@ impl Summary {
             self.expect_status,
             self.reconnects
         );
+        if self.http2_responses > 0 {
+            let _ = writeln!(s, "  HTTP/2     {:>10}   responses", self.http2_responses);
+        }
         let status: Vec<String> = self
             .status
             .iter()

@@ -8,13 +8,12 @@ use std::time::Duration;
 use http::header::{HeaderMap, HeaderValue, CONNECTION, HOST};
 use http::{Method, Request, Uri};
 use http_body_util::BodyExt;
-use hyper::client::conn::http1::SendRequest;
 use tokio::sync::Semaphore;
 use tokio::time::{sleep, timeout, timeout_at, Instant};
 
 use crate::auth::{AuthGen, AuthShared};
 use crate::cli::Config;
-use crate::conn::{Body, Conn, Connector};
+use crate::conn::{Body, Conn, Connector, Sender};
 use crate::report::{IdleSummary, Stats, Summary};
 
 /// How long requests still in flight at the end of the run may take.
@@ -106,6 +105,9 @@ pub struct Run {
     auth: Arc<AuthShared>,
     method: Method,
     uri: Uri,
+    /// The target in absolute form, for HTTP/2 (`:scheme` and
+    /// `:authority` come from it; HTTP/2 has no `Host` header).
+    absolute: Uri,
     host: HeaderValue,
     expect: u16,
     mode: &'static str,
@@ -151,6 +153,9 @@ impl Run {
             .path_and_query
             .parse()
             .map_err(|e| format!("request target {:?}: {e}", cfg.path_and_query))?;
+        let absolute: Uri = format!("{}://{}{}", cfg.scheme, cfg.host_header, cfg.path_and_query)
+            .parse()
+            .map_err(|e| format!("request target for HTTP/2: {e}"))?;
         let host = HeaderValue::from_str(&cfg.host_header)
             .map_err(|_| format!("Host {:?} is not a valid header value", cfg.host_header))?;
         let shard_count = if cfg.threads == 1 {
@@ -165,6 +170,7 @@ impl Run {
             auth: Arc::new(auth),
             method: cfg.method.clone(),
             uri,
+            absolute,
             host,
             expect: cfg.expect_status,
             mode: cfg.mode.as_str(),
@@ -318,9 +324,10 @@ impl Run {
             let result = self.exchange(&mut live.sender, &mut auth, deadline).await;
             let done = Instant::now();
             match result {
-                Ok((status, close)) => {
+                Ok((status, close, http2)) => {
                     if recorded {
                         self.with_stats(index, |s| {
+                            s.http2 += u64::from(http2);
                             let latency = corrected_latency(intended, done);
                             s.record(status, latency, status == self.expect);
                             if let Some(index) = self.window_of(intended) {
@@ -358,31 +365,40 @@ impl Run {
         }
     }
 
-    fn request(&self, auth: &mut AuthGen) -> Request<Body> {
+    fn request(&self, auth: &mut AuthGen, http2: bool) -> Request<Body> {
         let mut headers = HeaderMap::with_capacity(2);
-        headers.insert(HOST, self.host.clone());
+        if !http2 {
+            headers.insert(HOST, self.host.clone());
+        }
         if let Some((name, value)) = auth.next_header() {
             headers.insert(name, value);
         }
         let mut req = Request::new(Body::new());
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.uri.clone();
+        *req.uri_mut() = if http2 {
+            self.absolute.clone()
+        } else {
+            self.uri.clone()
+        };
         *req.headers_mut() = headers;
         req
     }
 
     /// Sends one request and reads the whole response body. Returns the
-    /// status and whether the server announced it closes the connection.
+    /// status, whether the server announced it closes the connection, and
+    /// whether the response came over HTTP/2.
     async fn exchange(
         &self,
-        sender: &mut SendRequest<Body>,
+        sender: &mut Sender,
         auth: &mut AuthGen,
         deadline: Instant,
-    ) -> Result<(u16, bool), Failure> {
+    ) -> Result<(u16, bool, bool), Failure> {
         let fut = async {
             sender.ready().await?;
-            let resp = sender.send_request(self.request(auth)).await?;
+            let req = self.request(auth, sender.is_http2());
+            let resp = sender.send_request(req).await?;
             let status = resp.status().as_u16();
+            let http2 = resp.version() == hyper::Version::HTTP_2;
             let close = resp
                 .headers()
                 .get(CONNECTION)
@@ -406,7 +422,7 @@ impl Run {
                     String::from_utf8_lossy(&snippet).trim_end()
                 );
             }
-            Ok::<_, hyper::Error>((status, close))
+            Ok::<_, hyper::Error>((status, close, http2))
         };
         match timeout_at(deadline, fut).await {
             Ok(Ok(r)) => Ok(r),
@@ -484,7 +500,7 @@ impl Run {
             }
         };
         match self.exchange(&mut conn.sender, &mut auth, deadline).await {
-            Ok((status, _)) => {
+            Ok((status, _, _)) => {
                 let latency = began.elapsed();
                 self.with_stats(index, |s| s.record(status, latency, status == self.expect));
                 Some(conn)
