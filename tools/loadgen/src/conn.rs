@@ -136,54 +136,43 @@ impl Connector {
             .map_err(ConnectError::Tcp)?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => handshake(tcp).await,
+            None => handshake(tcp, false).await,
             Some((connector, name)) => {
                 let tls = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(ConnectError::Tls)?;
-                if self.http2 {
-                    if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
-                        return Err(ConnectError::NoH2);
-                    }
-                    return handshake_h2(tls).await;
+                if self.http2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                    return Err(ConnectError::NoH2);
                 }
-                handshake(tls).await
+                handshake(tls, self.http2).await
             }
         }
     }
 }
 
-async fn handshake<T>(io: T) -> Result<Conn, ConnectError>
+/// The HTTP handshake on an established stream, HTTP/2 or HTTP/1.1, and
+/// a task that drives the connection.
+async fn handshake<T>(io: T, http2: bool) -> Result<Conn, ConnectError>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (sender, conn) = http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(ConnectError::Http)?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Conn {
-        sender: Sender::Http1(sender),
-        driver,
-    })
+    let io = TokioIo::new(io);
+    let (sender, driver) = if http2 {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(ConnectError::Http)?;
+        (Sender::Http2(sender), tokio::spawn(drive(conn)))
+    } else {
+        let (sender, conn) = http1::handshake(io).await.map_err(ConnectError::Http)?;
+        (Sender::Http1(sender), tokio::spawn(drive(conn)))
+    };
+    Ok(Conn { sender, driver })
 }
 
-async fn handshake_h2<T>(io: T) -> Result<Conn, ConnectError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
-        .await
-        .map_err(ConnectError::Http)?;
-    let driver = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(Conn {
-        sender: Sender::Http2(sender),
-        driver,
-    })
+/// Runs a connection until it ends; its error is seen by the requests.
+async fn drive<C: std::future::Future>(conn: C) {
+    let _ = conn.await;
 }
 
 fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
