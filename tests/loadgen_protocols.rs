@@ -10,13 +10,14 @@ use std::process::Command;
 
 const OA_SECRET: &str = "loadgen-oauth-secret-0123456789abcdef";
 
-/// `target/<profile>/portcullis-load`, built by `cargo test --workspace`
-/// (or `cargo build -p portcullis-load`) beside the gateway.
+/// `target/<profile>/portcullis-load`, beside the gateway. `cargo test`
+/// builds another package's binary only as a test harness, so
+/// `scripts/test` builds it first (`cargo build --workspace --bins`).
 fn loadgen() -> PathBuf {
     let p = PathBuf::from(BIN).with_file_name("portcullis-load");
     assert!(
         p.exists(),
-        "{} is missing: cargo build -p portcullis-load",
+        "{} is missing: cargo build --workspace --bins (scripts/test does)",
         p.display()
     );
     p
