@@ -381,6 +381,104 @@ async fn keep_alive_requests_inside_header_read_timeout_pass_then_idle_closes() 
     );
 }
 
+/// An HTTP/2 connection on a 1 s header_read_timeout, with `conn`'s end
+/// reported on the returned channel (when its driver finished, and how).
+async fn h2_on(
+    gw: &Gateway,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::sync::oneshot::Receiver<(std::time::Instant, Result<(), hyper::Error>)>,
+) {
+    let s = connect(gw, &[b"h2"]).await;
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .expect("h2 handshake");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let r = conn.await;
+        let _ = tx.send((std::time::Instant::now(), r));
+    });
+    (sender, rx)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    gw: &Gateway,
+    path: &str,
+) -> (u16, Bytes) {
+    let req = http::Request::get(format!("https://{}{path}", gw.host()))
+        .header("authorization", basic("K1", SECRET))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("h2 response");
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// As over HTTP/1: an HTTP/2 connection with no request for
+/// header_read_timeout is told to finish (GOAWAY) and closed, about a
+/// second after its last answer, where before it stayed open for good.
+#[tokio::test]
+async fn h2_idle_connection_finishes_after_header_read_timeout() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(
+        &up,
+        "limits: { header_read_timeout: 1s }
+",
+    ));
+    let (mut sender, ended) = h2_on(&gw).await;
+    assert_eq!(h2_get(&mut sender, &gw, "/model/ABC-1").await.0, 200);
+    let answered = std::time::Instant::now();
+    let (at, how) = tokio::time::timeout(Duration::from_secs(10), ended)
+        .await
+        .expect("the idle HTTP/2 connection was still open after 10 s")
+        .expect("driver");
+    assert!(how.is_ok(), "closed uncleanly: {how:?}");
+    let waited = at.duration_since(answered);
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+        "closed after {waited:?}"
+    );
+    assert!(sender.is_closed());
+    assert_eq!(up.count(), 1);
+}
+
+/// Requests 0.6 s apart keep an HTTP/2 connection on a 1 s timeout open,
+/// and an answer that takes 3 s is not cut off: the timeout counts only
+/// while no request waits for its answer.
+#[tokio::test]
+async fn h2_busy_connection_stays_open_through_a_slow_answer() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(
+        &up,
+        "limits: { header_read_timeout: 1s }
+",
+    ));
+    let (mut sender, mut ended) = h2_on(&gw).await;
+    for i in 0..4 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        assert_eq!(
+            h2_get(&mut sender, &gw, "/model/ABC-1").await.0,
+            200,
+            "request {i}"
+        );
+    }
+    let started = std::time::Instant::now();
+    let (status, body) = h2_get(&mut sender, &gw, "/slow/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"ok");
+    assert!(started.elapsed() >= Duration::from_millis(2900));
+    assert!(
+        ended.try_recv().is_err(),
+        "the connection ended while in use"
+    );
+    assert!(!sender.is_closed());
+    assert_eq!(up.count(), 5);
+}
+
 /// Connect over TLS, send `bytes` (maybe none) and stall: the gateway must
 /// close the connection (header_read_timeout: 1s) well within 15 s.
 async fn stall_is_cut_off(bytes: &[u8], alpn: &[&[u8]]) {

@@ -97,6 +97,14 @@ pub(crate) struct Watched<C> {
     _guard: Option<watch::Receiver<()>>,
 }
 
+impl<C: GracefulConnection> Watched<C> {
+    /// Tells the connection to finish now, as shutdown would: HTTP/2 sends
+    /// GOAWAY, and requests already received are still answered.
+    pub(crate) fn finish(&mut self) {
+        self.conn.as_mut().graceful_shutdown();
+    }
+}
+
 impl<C: GracefulConnection> Future for Watched<C> {
     type Output = C::Output;
 

@@ -18,10 +18,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
@@ -154,29 +154,127 @@ fn http2_builder(limits: &crate::config::Limits) -> http2::Builder<TokioExecutor
     b
 }
 
+/// The requests of one HTTP/2 connection, for its idle timeout: how many
+/// are waiting for their answer, and when the last one began or was
+/// answered.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Nanoseconds after `epoch`.
+    last: AtomicU64,
+    epoch: Instant,
+}
+
+impl Activity {
+    fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::SeqCst);
+    }
+
+    /// A request begins; it ends when the returned guard is dropped (its
+    /// answer's head is ready, or the request was cancelled).
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+        InFlight(self.clone())
+    }
+
+    /// Since when no request has been waiting for its answer; None while
+    /// one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Some(self.epoch + Duration::from_nanos(self.last.load(Ordering::SeqCst)))
+    }
+}
+
+struct InFlight(Arc<Activity>);
+
+/// A request's answer, boxed, with the request counted in flight (over
+/// HTTP/2) until it is ready. A struct rather than an `async fn`: the
+/// generator would hold the 4 KiB answer twice, as argument and as awaitee.
+struct Counted<F> {
+    answer: std::pin::Pin<Box<F>>,
+    _in_flight: Option<InFlight>,
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<F::Output> {
+        self.answer.as_mut().poll(cx)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Serves one client connection until it ends. Until its first request is
-/// dispatched (`dispatched`), `first_deadline` bounds the wait: that covers
-/// a client that completes the handshake and then says nothing, whichever
+/// dispatched (`dispatched`), `timeout` bounds the wait: that covers a
+/// client that completes the handshake and then says nothing, whichever
 /// protocol it chose. Returns None when that deadline passed first.
+///
+/// After that, an HTTP/2 connection (`activity`) with no request waiting
+/// for its answer for `timeout` is told to finish (GOAWAY; answers still
+/// streaming complete first), as hyper closes an idle HTTP/1 connection
+/// after its header read timeout.
 async fn serve_client<C>(
     conn: graceful::Watched<C>,
     dispatched: &AtomicBool,
-    first_deadline: Duration,
+    timeout: Duration,
+    activity: Option<&Activity>,
 ) -> Option<Result<(), C::Error>>
 where
     C: hyper_util::server::graceful::GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
-    let mut first = std::pin::pin!(tokio::time::sleep(first_deadline));
-    // The sleep is looked at only until the first request is dispatched:
-    // polling it on every wake-up of a busy connection (about three a
-    // request) cost more than the rest of this task.
+    let mut timer = std::pin::pin!(tokio::time::sleep(timeout));
+    let mut finishing = false;
+    // Over HTTP/1 the sleep is looked at only until the first request is
+    // dispatched: polling it on every wake-up of a busy connection (about
+    // three a request) cost more than the rest of this task.
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = conn.as_mut().poll(cx) {
             return Poll::Ready(Some(r));
         }
-        if !dispatched.load(Ordering::Relaxed) && first.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
+        if !dispatched.load(Ordering::Relaxed) {
+            if timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            return Poll::Pending;
+        }
+        let Some(activity) = activity.filter(|_| !finishing) else {
+            return Poll::Pending;
+        };
+        while timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            match activity.idle_since() {
+                Some(since) if now.saturating_duration_since(since) >= timeout => {
+                    tracing::debug!("HTTP/2 connection idle for header_read_timeout: GOAWAY");
+                    conn.as_mut().get_mut().finish();
+                    finishing = true;
+                    // The connection is polled again to send it.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                Some(since) => timer.as_mut().reset((since + timeout).into()),
+                None => timer.as_mut().reset((now + timeout).into()),
+            }
         }
         Poll::Pending
     })
@@ -230,24 +328,30 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let conn_verdicts = verdicts.clone();
             let dispatched = Arc::new(AtomicBool::new(false));
             let seen = dispatched.clone();
+            let activity = h2.then(Activity::new);
+            let requests = activity.clone();
             let svc = service_fn(move |req| {
                 seen.store(true, Ordering::Relaxed);
+                let in_flight = requests.as_ref().map(Activity::begin);
                 // Boxed: the request's future is about 4 KiB, and hyper
                 // moves it by value several times before it runs (over
                 // HTTP/2 into a task of its own): one copy into the heap
                 // instead of five on the stack. Under callgrind, 4,900
                 // instructions a request fewer over HTTP/2, 840 over
                 // HTTP/1.
-                Box::pin(handle(svc_gw.clone(), peer, conn_verdicts.next(), req))
+                Counted {
+                    answer: Box::pin(handle(svc_gw.clone(), peer, conn_verdicts.next(), req)),
+                    _in_flight: in_flight,
+                }
             });
             let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
             let first = limits.header_read_timeout;
             let result = if h2 {
                 let conn = watcher.watch(http2_builder(&limits).serve_connection(io, svc));
-                serve_client(conn, &dispatched, first).await
+                serve_client(conn, &dispatched, first, activity.as_deref()).await
             } else {
                 let conn = watcher.watch(http1_builder(&limits).serve_connection(io, svc));
-                serve_client(conn, &dispatched, first).await
+                serve_client(conn, &dispatched, first, None).await
             };
             let Some(result) = result else {
                 tracing::debug!(%peer, "no request within header_read_timeout; closing");
