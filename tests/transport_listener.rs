@@ -381,8 +381,8 @@ async fn keep_alive_requests_inside_header_read_timeout_pass_then_idle_closes() 
     );
 }
 
-/// An HTTP/2 connection on a 1 s header_read_timeout, with `conn`'s end
-/// reported on the returned channel (when its driver finished, and how).
+/// An HTTP/2 connection to `gw`, with its end reported on the returned
+/// channel (when the client's connection driver finished, and how).
 async fn h2_on(
     gw: &Gateway,
 ) -> (

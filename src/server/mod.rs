@@ -155,11 +155,12 @@ fn http2_builder(limits: &crate::config::Limits) -> http2::Builder<TokioExecutor
 }
 
 /// The requests of one HTTP/2 connection, for its idle timeout: how many
-/// are waiting for their answer, and when the last one began or was
-/// answered.
+/// are waiting for their answer, and when the last one was answered.
 struct Activity {
     in_flight: AtomicUsize,
-    /// Nanoseconds after `epoch`.
+    /// When the last request was answered, in nanoseconds after `epoch`.
+    /// Read only while none is in flight, so a request's start needs no
+    /// clock read.
     last: AtomicU64,
     epoch: Instant,
 }
@@ -182,7 +183,6 @@ impl Activity {
     /// answer's head is ready, or the request was cancelled).
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.touch();
         InFlight(self.clone())
     }
 
@@ -197,6 +197,13 @@ impl Activity {
 }
 
 struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// A request's answer, boxed, with the request counted in flight (over
 /// HTTP/2) until it is ready. A struct rather than an `async fn`: the
@@ -214,13 +221,6 @@ impl<F: Future> Future for Counted<F> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<F::Output> {
         self.answer.as_mut().poll(cx)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
