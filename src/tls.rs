@@ -5,11 +5,26 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio_rustls::TlsAcceptor;
 
+/// The crypto provider of every TLS connection, served or made: aws-lc-rs,
+/// rustls's default (see Cargo.toml for why not ring).
+///
+/// Its random generator gathers jitter entropy the first time it is used,
+/// about 20 ms of CPU. That happens here, once, while the configuration is
+/// first loaded, and not in the first client's handshake, which would hold
+/// up every connection on the event loop meanwhile.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: OnceLock<Arc<rustls::crypto::CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            // An error here would be the handshake's too, and reported there.
+            let _ = provider.secure_random.fill(&mut [0u8; 16]);
+            provider
+        })
+        .clone()
 }
 
 /// Build the acceptor from PEM files.

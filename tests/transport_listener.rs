@@ -757,3 +757,87 @@ async fn plain_http_redirects_and_never_forwards() {
     );
     assert_eq!(up.count(), 0, "{:?}", up.requests());
 }
+
+/// A TLS 1.3 client that offers only `group` for the key exchange.
+fn with_group(
+    gw: &Gateway,
+    group: &'static dyn rustls::crypto::SupportedKxGroup,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(gw.cert_path()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![group],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[tokio::test]
+async fn every_key_exchange_group_is_served_post_quantum_included() {
+    use rustls::crypto::aws_lc_rs::kx_group;
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(&up, ""));
+    for group in [
+        kx_group::X25519MLKEM768,
+        kx_group::X25519,
+        kx_group::SECP256R1,
+        kx_group::SECP384R1,
+    ] {
+        let name = group.name();
+        let stream = handshake(gw.https, with_group(&gw, group))
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let chosen = stream
+            .get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .map(|g| g.name());
+        assert_eq!(chosen, Some(name));
+        let (status, _) = h1_get(stream, &gw.host(), "/model/ABC-1").await;
+        assert_eq!(status, 200, "{name:?}");
+    }
+    assert_eq!(up.count(), 4);
+}
+
+#[tokio::test]
+async fn certificates_of_every_key_type_are_served() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(&up, ""));
+    let certs = gw.dir.path().join("certs");
+    for alg in [
+        &rcgen::PKCS_RSA_SHA256,
+        &rcgen::PKCS_ECDSA_P384_SHA384,
+        &rcgen::PKCS_ECDSA_P521_SHA512,
+        &rcgen::PKCS_ED25519,
+    ] {
+        let key = rcgen::KeyPair::generate_for(alg).expect("key");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        let cert = params.self_signed(&key).expect("certificate");
+        std::fs::write(certs.join("gateway.key"), key.serialize_pem()).unwrap();
+        std::fs::write(certs.join("gateway.crt"), cert.pem()).unwrap();
+        gw.signal("HUP");
+        // The reload is done when the new certificate is the one presented.
+        let mut served = None;
+        for _ in 0..100 {
+            if let Ok(s) = handshake(gw.https, tls_config(&gw, &[b"http/1.1"])).await {
+                served = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let stream = served.unwrap_or_else(|| panic!("{alg:?} never served:\n{}", gw.logs()));
+        let (status, _) = h1_get(stream, &gw.host(), "/model/ABC-1").await;
+        assert_eq!(status, 200, "{alg:?}");
+    }
+    assert_eq!(up.count(), 4);
+}

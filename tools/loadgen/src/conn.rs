@@ -1,4 +1,4 @@
-//! Connections: TCP (+ TLS through rustls/ring) and a hyper HTTP/1.1 or
+//! Connections: TCP (+ TLS through rustls and aws-lc-rs) and a hyper HTTP/1.1 or
 //! HTTP/2 handshake (HTTP/2 when ALPN chose `h2`, for `--http2`). Every
 //! connection is its own handshake, kept alive for all of its requests;
 //! there is no pool.
@@ -176,7 +176,7 @@ async fn drive<C: std::future::Future>(conn: C) {
 }
 
 fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS: {e}"))?;
