@@ -18,6 +18,13 @@ send one request at a time on each of the same number of connections
 (`portcullis-load --http2`), to the nginx without a log and the gateway
 without one, and are compared with each other.
 
+The rows marked "new connection per request" open a new TCP connection
+and make a full TLS handshake (no session resumption) for every request,
+as a script that runs curl does (`portcullis-load --new-connection`), to
+the nginx without a log and the gateway without one, and are compared with
+each other. They are closed-loop only: a fixed-rate run at the rate of the
+others would be past what the load generator's own handshakes can reach.
+
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
     read from /proc (schedstat of every thread of the proxy's processes);
@@ -71,6 +78,8 @@ NGINX_LOG_PORT = 9449
 NGINX = "nginx TLS proxy, no auth"
 NGINX_LOG = "nginx TLS proxy, no auth, access log on"
 NGINX_H2 = "nginx TLS proxy, no auth, HTTP/2"
+NGINX_NEW = "nginx TLS proxy, no auth, new connection per request"
+NEW_CONNECTION = "--new-connection"
 PATH = "/model/ABC-1"
 AUDIENCE = "bench"
 PROXY_CORE = "0"
@@ -394,6 +403,7 @@ def targets(k, pids):
         (NGINX, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", []),
         (NGINX_LOG, pids["nginx-log"], f"https://127.0.0.1:{NGINX_LOG_PORT}{PATH}", "none", []),
         (NGINX_H2, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", ["--http2"]),
+        (NGINX_NEW, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", [NEW_CONNECTION]),
     ]
     for alg, port in HAPROXY_PORTS.items():
         t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
@@ -413,6 +423,8 @@ def targets(k, pids):
         ("portcullis oauth1 HMAC-SHA1, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred),
         ("portcullis api_key (Basic), HTTP/2, access log off", pids["portcullis-quiet"], quiet, "api_key", cred + ["--http2"]),
         ("portcullis oauth1 HMAC-SHA1, HTTP/2, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred + ["--http2"]),
+        ("portcullis api_key (Basic), new connection per request, access log off", pids["portcullis-quiet"], quiet, "api_key",
+         cred + [NEW_CONNECTION]),
     ]
     return t
 
@@ -480,6 +492,8 @@ def main():
             r = load(url, mode, args, extra, duration=1, conns=2)
             if r["errors"]:
                 raise SystemExit(f"{name}: {r['errors']} unexpected answers in the check run: {r['status']}")
+            if NEW_CONNECTION in extra and r["connections_opened"] < r["requests"]:
+                raise SystemExit(f"{name}: {r['requests']} requests on only {r['connections_opened']} connections")
         log("all targets answer as expected")
 
         results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "window_p99": [], "steal_ms": [], "wait_ms": [], "rate_errors": [], "behind": []} for t in ts}
@@ -499,10 +513,12 @@ def main():
                     log(f"  {name}: {r['errors']} errors {r['status']}")
                 log(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s" + (f", {res['cpu_us'][-1]:.1f} µs CPU/req" if pid else ""))
             if rate == 0:
-                slowest = min(statistics.median(v["rps"]) for v in results.values())
+                slowest = min(statistics.median(results[t[0]]["rps"]) for t in ts if NEW_CONNECTION not in t[4])
                 rate = max(1000, min(10000, int(slowest * 0.6) // 500 * 500))
                 log(f"fixed rate for latency: {rate} req/s")
             for name, pid, url, mode, extra in order:
+                if NEW_CONNECTION in extra:
+                    continue
                 s0, w0 = steal_ms(), cpu_ns(pid, 1) if pid else 0
                 r = load(url, mode, args, extra, rate=rate, duration=args.rate_duration, warmup=1)
                 res = results[name]
@@ -618,10 +634,13 @@ def report(args, results, rate, mem):
     # nginx without.
     logging = results.get(NGINX_LOG)
     h2 = results.get(NGINX_H2)
+    new = results.get(NGINX_NEW)
 
     def same_log(name):
         if name.startswith("portcullis") and "HTTP/2" in name:
             return h2
+        if name.startswith("portcullis") and "new connection" in name:
+            return new
         if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
             return logging
         if name.startswith("portcullis") or name == NGINX:
@@ -633,8 +652,8 @@ def report(args, results, rate, mem):
     for name, v in results.items():
         rps = median_range(v["rps"])
         cpu = median_range(v["cpu_us"]) if v["cpu_us"] else None
-        p50 = statistics.median(v["p50"])
-        p99 = statistics.median(v["p99"])
+        p50 = statistics.median(v["p50"]) if v["p50"] else None
+        p99 = statistics.median(v["p99"]) if v["p99"] else None
         wp99 = statistics.median(v["window_p99"]) if v["window_p99"] else None
         ref = same_log(name)
         rows.append({
@@ -645,11 +664,12 @@ def report(args, results, rate, mem):
             "cpu_us_min": round(cpu[1], 1) if cpu else None,
             "cpu_us_max": round(cpu[2], 1) if cpu else None,
             "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
-            "same_log_as": (NGINX_LOG if ref is logging else NGINX_H2 if ref is h2 else NGINX) if ref else None,
+            "same_log_as": (NGINX_LOG if ref is logging else NGINX_H2 if ref is h2 else NGINX_NEW if ref is new else NGINX)
+            if ref else None,
             "cpu_vs_nginx_same_log": round(cpu[0] / statistics.median(ref["cpu_us"]), 2) if cpu and ref else None,
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
-            "p50_us": round(p50), "p99_us": round(p99),
-            "added_p99_us": round(p99 - d_p99),
+            "p50_us": round(p50) if p50 is not None else None, "p99_us": round(p99) if p99 is not None else None,
+            "added_p99_us": round(p99 - d_p99) if p99 is not None else None,
             "p99_rounds_us": v["p99"],
             "p99_window_median_us": round(wp99) if wp99 is not None else None,
             "added_p99_window_median_us": round(wp99 - d_wp99) if wp99 is not None and d_wp99 is not None else None,
@@ -678,16 +698,19 @@ def report(args, results, rate, mem):
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
         same = "–"
-        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2):
-            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2"}.get(r["same_log_as"], "log off")
+        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW):
+            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2",
+                   NGINX_NEW: "log off, new connections"}.get(r["same_log_as"], "log off")
             same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({how})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
-            f"{r['cpu_vs_nginx'] if r['cpu_vs_nginx'] is not None else '–'} | {same} | {r['p50_us']} | {r['p99_us']} | {r['added_p99_us']} | "
+            f"{dash(r['cpu_vs_nginx'])} | {same} | {dash(r['p50_us'])} | {dash(r['p99_us'])} | {dash(r['added_p99_us'])} | "
             f"{dash(r['p99_window_median_us'])} | {dash(r['added_p99_window_median_us'])} |"
         )
     lines += ["", "p99 µs per round (in brackets: the host's steal time during the run, and the ms the proxy was", "runnable but waiting for its core):", ""]
     for r in rows:
+        if not r["p99_rounds_us"]:
+            continue
         per = ", ".join(f"{p} ({st}" + (f", {w})" if w is not None else ")")
                         for p, st, w in zip(r["p99_rounds_us"], r["steal_ms_rounds"], r["core_wait_ms_rounds"]))
         lines.append(f"- {r['target']}: {per}")

@@ -64,6 +64,12 @@ pub struct Args {
     #[arg(long)]
     pub http2: bool,
 
+    /// A new TCP (and TLS) connection for every request, as a script that
+    /// runs curl makes: full TLS handshakes, no session resumption, and
+    /// `Connection: close` on HTTP/1.1. Latency includes the handshake.
+    #[arg(long, conflicts_with = "idle")]
+    pub new_connection: bool,
+
     /// Credential scheme.
     #[arg(long, value_enum, default_value = "api_key")]
     pub mode: Mode,
@@ -177,6 +183,7 @@ pub struct Config {
     pub cacert: Option<PathBuf>,
     pub insecure: bool,
     pub http2: bool,
+    pub new_connection: bool,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -330,6 +337,7 @@ impl Args {
             cacert: self.cacert,
             insecure: self.insecure,
             http2: self.http2,
+            new_connection: self.new_connection,
             connections: self.connections,
             duration: self.duration,
             warmup: self.warmup,

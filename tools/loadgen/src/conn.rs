@@ -106,7 +106,8 @@ impl fmt::Display for ConnectError {
 }
 
 /// Opens connections to one address, with one shared TLS configuration (and
-/// so one session cache: later handshakes resume).
+/// so one session cache: later handshakes resume, except with
+/// `--new-connection`, where every handshake is a full one).
 pub struct Connector {
     addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -204,6 +205,9 @@ fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    if cfg.new_connection {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     config.alpn_protocols = if cfg.http2 {
         vec![b"h2".to_vec()]
     } else {

@@ -27,8 +27,11 @@ pub struct Stats {
     pub transport_errors: u64,
     /// Requests that got no answer before the end of the run's grace period.
     pub timeouts: u64,
-    /// New connections opened after the first one of each connection slot.
+    /// New connections opened after the first one of each connection slot
+    /// (not counted with `--new-connection`, where every request opens one).
     pub reconnects: u64,
+    /// Connections opened (TCP and, for https, a TLS handshake).
+    pub connects: u64,
     /// Fixed rate: requests that started more than 1 ms after their slot.
     pub behind: u64,
     /// Responses that came over HTTP/2 (`--http2`).
@@ -82,6 +85,7 @@ impl Default for Stats {
             transport_errors: 0,
             timeouts: 0,
             reconnects: 0,
+            connects: 0,
             behind: 0,
             http2: 0,
             windows: Vec::new(),
@@ -138,6 +142,7 @@ impl Stats {
         self.transport_errors += other.transport_errors;
         self.timeouts += other.timeouts;
         self.reconnects += other.reconnects;
+        self.connects += other.connects;
         self.behind += other.behind;
         self.http2 += other.http2;
     }
@@ -231,6 +236,8 @@ pub struct Summary {
     pub unexpected_status: u64,
     pub timeouts: u64,
     pub reconnects: u64,
+    /// Connections opened while recording.
+    pub connections_opened: u64,
     /// Recorded responses that came over HTTP/2.
     pub http2_responses: u64,
     /// Period `rps` is computed over: `duration_s`, or for a fixed rate run
@@ -292,6 +299,7 @@ impl Summary {
             unexpected_status: stats.unexpected,
             timeouts: stats.timeouts,
             reconnects: stats.reconnects,
+            connections_opened: stats.connects,
             http2_responses: stats.http2,
             elapsed_s: secs,
             warmup_s: warmup.as_secs_f64(),
@@ -332,6 +340,13 @@ impl Summary {
             self.expect_status,
             self.reconnects
         );
+        if self.connections_opened > self.connections as u64 {
+            let _ = writeln!(
+                s,
+                "  connects   {:>10}   connections opened",
+                self.connections_opened
+            );
+        }
         if self.http2_responses > 0 {
             let _ = writeln!(s, "  HTTP/2     {:>10}   responses", self.http2_responses);
         }

@@ -110,6 +110,8 @@ pub struct Run {
     absolute: Uri,
     host: HeaderValue,
     expect: u16,
+    /// `--new-connection`: one connection per request.
+    new_connection: bool,
     mode: &'static str,
     connections: usize,
     duration: Duration,
@@ -173,6 +175,7 @@ impl Run {
             absolute,
             host,
             expect: cfg.expect_status,
+            new_connection: cfg.new_connection,
             mode: cfg.mode.as_str(),
             connections: cfg.connections,
             duration: cfg.duration,
@@ -294,8 +297,13 @@ impl Run {
             if conn.is_none() {
                 match timeout_at(deadline, self.connector.connect()).await {
                     Ok(Ok(c)) => {
-                        if opened && recorded {
-                            self.with_stats(index, |s| s.reconnects += 1);
+                        if recorded {
+                            self.with_stats(index, |s| {
+                                s.connects += 1;
+                                if opened && !self.new_connection {
+                                    s.reconnects += 1;
+                                }
+                            });
                         }
                         opened = true;
                         conn = Some(c);
@@ -343,8 +351,9 @@ impl Run {
                             self.last_done.fetch_max(nanos, Ordering::Relaxed);
                         }
                     }
-                    if close {
-                        // Announced with `Connection: close`: reconnect, no error.
+                    if close || self.new_connection {
+                        // Announced with `Connection: close` (or asked
+                        // for): reconnect, no error.
                         conn = None;
                     }
                 }
@@ -366,9 +375,12 @@ impl Run {
     }
 
     fn request(&self, auth: &mut AuthGen, http2: bool) -> Request<Body> {
-        let mut headers = HeaderMap::with_capacity(2);
+        let mut headers = HeaderMap::with_capacity(3);
         if !http2 {
             headers.insert(HOST, self.host.clone());
+            if self.new_connection {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
         }
         if let Some((name, value)) = auth.next_header() {
             headers.insert(name, value);
