@@ -24,6 +24,9 @@ as a script that runs curl does (`portcullis-load --new-connection`), to
 the nginx without a log and the gateway without one, and are compared with
 each other. They are closed-loop only: a fixed-rate run at the rate of the
 others would be past what the load generator's own handshakes can reach.
+Every other row uses a P-256 (ECDSA) certificate; these are measured with
+an RSA-2048 certificate too, on a third nginx and a third gateway (log
+off) that present one.
 
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
@@ -79,6 +82,11 @@ NGINX = "nginx TLS proxy, no auth"
 NGINX_LOG = "nginx TLS proxy, no auth, access log on"
 NGINX_H2 = "nginx TLS proxy, no auth, HTTP/2"
 NGINX_NEW = "nginx TLS proxy, no auth, new connection per request"
+NGINX_NEW_RSA = "nginx TLS proxy, no auth, new connection per request, RSA-2048 certificate"
+# The third nginx and gateway, with an RSA-2048 certificate (gateway log off).
+NGINX_RSA_PORT = 9450
+RSA_PORT = 9451
+RSA_ADMIN = 9483
 NEW_CONNECTION = "--new-connection"
 PATH = "/model/ABC-1"
 AUDIENCE = "bench"
@@ -194,6 +202,9 @@ def make_keys():
     run([str(GATEWAY), "gen-cert", "--out", str(OUT / "certs"), "--host", "localhost"])
     pem = (OUT / "certs" / "gateway.crt").read_text() + (OUT / "certs" / "gateway.key").read_text()
     (OUT / "certs" / "haproxy.pem").write_text(pem)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE",
+            "-keyout", "certs/rsa.key", "-out", "certs/rsa.crt")
     openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rs.key")
     openssl("pkey", "-in", "rs.key", "-pubout", "-out", "rs.pub")
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "es.key")
@@ -251,7 +262,7 @@ http {{
     (OUT / "upstream.conf").write_text(conf)
 
 
-def write_nginx(name, port, access_log):
+def write_nginx(name, port, access_log, cert="gateway"):
     conf = f"""
 daemon off;
 worker_processes 1;
@@ -266,8 +277,8 @@ http {{
   upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{port} ssl http2 backlog=4096;
-    ssl_certificate {OUT}/certs/gateway.crt;
-    ssl_certificate_key {OUT}/certs/gateway.key;
+    ssl_certificate {OUT}/certs/{cert}.crt;
+    ssl_certificate_key {OUT}/certs/{cert}.key;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / {{
       proxy_pass http://up;
@@ -368,6 +379,10 @@ jwt:
              .replace(f"127.0.0.1:{PORTCULLIS_ADMIN}", f"127.0.0.1:{QUIET_ADMIN}")
              .replace(f"level: {log_level}", "level: warn"))
     (OUT / "portcullis-quiet.yaml").write_text(quiet)
+    rsa = (quiet.replace(f"127.0.0.1:{QUIET_PORT}", f"127.0.0.1:{RSA_PORT}")
+           .replace(f"127.0.0.1:{QUIET_ADMIN}", f"127.0.0.1:{RSA_ADMIN}")
+           .replace("certs/gateway.", "certs/rsa."))
+    (OUT / "portcullis-rsa.yaml").write_text(rsa)
 
 
 # --------------------------------------------------------------- load
@@ -383,7 +398,9 @@ def load(url, mode, args, extra=(), rate=None, duration=None, conns=None, warmup
         "--json",
     ]
     if url.startswith("https"):
-        cmd += ["--cacert", str(OUT / "certs" / "gateway.crt"), "--host-header", f"localhost:{url.split(':')[2].split('/')[0]}"]
+        if "--cacert" not in extra:
+            cmd += ["--cacert", str(OUT / "certs" / "gateway.crt")]
+        cmd += ["--host-header", f"localhost:{url.split(':')[2].split('/')[0]}"]
     if rate:
         cmd += ["--rate", str(rate)]
         if args.window:
@@ -397,6 +414,7 @@ def load(url, mode, args, extra=(), rate=None, duration=None, conns=None, warmup
 
 def targets(k, pids):
     cred = ["--key-id", "bench-key", "--secret", k["key_secret"]]
+    rsa_ca = ["--cacert", str(OUT / "certs" / "rsa.crt")]
     pc = f"https://127.0.0.1:{PORTCULLIS_PORT}{PATH}"
     t = [
         ("direct (no proxy, plain http)", None, f"http://127.0.0.1:{UPSTREAM_PORT}{PATH}", "none", []),
@@ -404,6 +422,7 @@ def targets(k, pids):
         (NGINX_LOG, pids["nginx-log"], f"https://127.0.0.1:{NGINX_LOG_PORT}{PATH}", "none", []),
         (NGINX_H2, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", ["--http2"]),
         (NGINX_NEW, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", [NEW_CONNECTION]),
+        (NGINX_NEW_RSA, pids["nginx-rsa"], f"https://127.0.0.1:{NGINX_RSA_PORT}{PATH}", "none", [NEW_CONNECTION] + rsa_ca),
     ]
     for alg, port in HAPROXY_PORTS.items():
         t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
@@ -425,6 +444,8 @@ def targets(k, pids):
         ("portcullis oauth1 HMAC-SHA1, HTTP/2, access log off", pids["portcullis-quiet"], quiet, "oauth1", cred + ["--http2"]),
         ("portcullis api_key (Basic), new connection per request, access log off", pids["portcullis-quiet"], quiet, "api_key",
          cred + [NEW_CONNECTION]),
+        ("portcullis api_key (Basic), new connection per request, RSA-2048 certificate, access log off", pids["portcullis-rsa"],
+         f"https://127.0.0.1:{RSA_PORT}{PATH}", "api_key", cred + [NEW_CONNECTION] + rsa_ca),
     ]
     return t
 
@@ -460,6 +481,7 @@ def main():
     write_upstream()
     write_nginx("nginx", NGINX_PORT, "off")
     write_nginx("nginx-log", NGINX_LOG_PORT, f"{OUT}/nginx-access.log combined buffer=64k flush=200ms")
+    write_nginx("nginx-rsa", NGINX_RSA_PORT, "off", cert="rsa")
     write_haproxy(k)
     write_portcullis(k, args.log_level)
     env = dict(os.environ, BENCH_KEY_SECRET=k["key_secret"], BENCH_HS_SECRET=k["hs_secret"])
@@ -471,12 +493,14 @@ def main():
         wait_port(UPSTREAM_PORT)
         pids["nginx"] = start("nginx", ["nginx", "-c", str(OUT / "nginx.conf"), "-p", str(OUT)], PROXY_CORE).pid
         pids["nginx-log"] = start("nginx-log", ["nginx", "-c", str(OUT / "nginx-log.conf"), "-p", str(OUT)], PROXY_CORE).pid
+        pids["nginx-rsa"] = start("nginx-rsa", ["nginx", "-c", str(OUT / "nginx-rsa.conf"), "-p", str(OUT)], PROXY_CORE).pid
         for alg in HAPROXY_PORTS:
             pids[f"haproxy-{alg}"] = start(f"haproxy-{alg}", ["haproxy", "-db", "-f", str(OUT / f"haproxy-{alg}.cfg")], PROXY_CORE).pid
         pcp = start("portcullis", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis.yaml")], PROXY_CORE, env=env)
         pids["portcullis"] = pcp.pid
         pids["portcullis-quiet"] = start("portcullis-quiet", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis-quiet.yaml")], PROXY_CORE, env=env).pid
-        for port in [NGINX_PORT, NGINX_LOG_PORT, PORTCULLIS_PORT, QUIET_PORT, *HAPROXY_PORTS.values()]:
+        pids["portcullis-rsa"] = start("portcullis-rsa", [str(GATEWAY), "serve", "-c", str(OUT / "portcullis-rsa.yaml")], PROXY_CORE, env=env).pid
+        for port in [NGINX_PORT, NGINX_LOG_PORT, NGINX_RSA_PORT, PORTCULLIS_PORT, QUIET_PORT, RSA_PORT, *HAPROXY_PORTS.values()]:
             wait_port(port)
         time.sleep(1)
         idle_rss = rss_kib(pcp.pid)
@@ -635,10 +659,13 @@ def report(args, results, rate, mem):
     logging = results.get(NGINX_LOG)
     h2 = results.get(NGINX_H2)
     new = results.get(NGINX_NEW)
+    new_rsa = results.get(NGINX_NEW_RSA)
 
     def same_log(name):
         if name.startswith("portcullis") and "HTTP/2" in name:
             return h2
+        if name.startswith("portcullis") and "RSA-2048" in name:
+            return new_rsa
         if name.startswith("portcullis") and "new connection" in name:
             return new
         if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
@@ -664,7 +691,8 @@ def report(args, results, rate, mem):
             "cpu_us_min": round(cpu[1], 1) if cpu else None,
             "cpu_us_max": round(cpu[2], 1) if cpu else None,
             "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
-            "same_log_as": (NGINX_LOG if ref is logging else NGINX_H2 if ref is h2 else NGINX_NEW if ref is new else NGINX)
+            "same_log_as": next(n for n, v in ((NGINX_LOG, logging), (NGINX_H2, h2), (NGINX_NEW, new),
+                                               (NGINX_NEW_RSA, new_rsa), (NGINX, nginx)) if v is ref)
             if ref else None,
             "cpu_vs_nginx_same_log": round(cpu[0] / statistics.median(ref["cpu_us"]), 2) if cpu and ref else None,
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
@@ -698,9 +726,9 @@ def report(args, results, rate, mem):
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
         same = "–"
-        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW):
-            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2",
-                   NGINX_NEW: "log off, new connections"}.get(r["same_log_as"], "log off")
+        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW, NGINX_NEW_RSA):
+            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
+                   NGINX_NEW_RSA: "log off, new connections, RSA"}.get(r["same_log_as"], "log off")
             same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({how})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
