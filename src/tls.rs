@@ -44,7 +44,29 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         .with_single_cert(certs, key)
         .map_err(|e| format!("certificate and key do not fit: {e}"))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if let Some(tickets) = ticketer() {
+        config.ticketer = tickets;
+    }
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Session tickets, so that a returning client resumes its session without
+/// the certificate's signature, as with nginx's, Envoy's and HAProxy's
+/// defaults. rustls's own default is a cache of 256 sessions in memory,
+/// which a gateway with more clients than that turns over before they
+/// come back.
+///
+/// One ticketer for the process, kept across reloads so that tickets stay
+/// good after a SIGHUP. Its keys are random, made here, never written
+/// anywhere, and replaced every 6 hours (a ticket lives 12); a restart
+/// makes every client do a full handshake once. Early data (0-RTT) stays
+/// off, so a resumed handshake still has a fresh key exchange.
+fn ticketer() -> Option<Arc<dyn rustls::server::ProducesTickets>> {
+    static TICKETER: OnceLock<Option<Arc<dyn rustls::server::ProducesTickets>>> = OnceLock::new();
+    TICKETER
+        // Without one (no randomness), the default session cache stays.
+        .get_or_init(|| rustls::crypto::aws_lc_rs::Ticketer::new().ok())
+        .clone()
 }
 
 /// Write a self-signed certificate and key for `hosts` into `dir`

@@ -841,3 +841,55 @@ async fn certificates_of_every_key_type_are_served() {
     }
     assert_eq!(up.count(), 4);
 }
+
+/// Connect with `cfg`, send one request and read its answer (the server's
+/// TLS 1.3 session tickets come after the handshake; the client takes them
+/// in while it reads). Whether the handshake resumed a session.
+async fn request_and_resumed(gw: &Gateway, cfg: Arc<rustls::ClientConfig>) -> bool {
+    let stream = handshake(gw.https, cfg).await.expect("handshake");
+    let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let (status, _) = h1_get(stream, &gw.host(), "/model/ABC-1").await;
+    assert_eq!(status, 200);
+    resumed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_clients_resume_their_tls_session_beyond_a_cache_and_a_reload() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&body(&up, ""));
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        // More clients than rustls's default session cache holds (256),
+        // each with its own session store, as separate processes would be.
+        let clients: Vec<_> = (0..300)
+            .map(|_| versioned(&gw, version, &[b"http/1.1"]))
+            .collect();
+        for cfg in &clients {
+            assert!(
+                !request_and_resumed(&gw, cfg.clone()).await,
+                "{version:?}: resumed a first visit"
+            );
+        }
+        let mut resumed = 0;
+        for cfg in &clients {
+            resumed += usize::from(request_and_resumed(&gw, cfg.clone()).await);
+        }
+        assert_eq!(
+            resumed,
+            clients.len(),
+            "{version:?}: returning clients that resumed"
+        );
+        // Tickets stay good across a reload.
+        let before = gw.logs().matches("configuration reloaded").count();
+        gw.signal("HUP");
+        for _ in 0..100 {
+            if gw.logs().matches("configuration reloaded").count() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            request_and_resumed(&gw, clients[0].clone()).await,
+            "{version:?}: after a reload"
+        );
+    }
+}

@@ -2,6 +2,8 @@
 userinfo and `auth=`), curl over HTTP/2 and HTTP/1.1."""
 
 import base64
+import socket
+import ssl
 
 import pytest
 import requests
@@ -227,4 +229,39 @@ def test_http2_changing_response_headers_are_never_indexed(gw, upstream):
     # The upstream saw each request once, under the id the client was given.
     assert [r.target for r in upstream.records] == paths
     assert [r.header("X-Request-Id") for r in upstream.records] == ids
+    assert_forwarded_as_k1(upstream.last())
+
+
+def _get_over(tls, gw, headers=""):
+    tls.sendall(f"GET /model/ABC-1 HTTP/1.1\r\nHost: localhost:{gw.port}\r\n{headers}Connection: close\r\n\r\n".encode())
+    answer = b""
+    while chunk := tls.recv(65536):
+        answer += chunk
+    return answer.decode("latin-1")
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_openssl_client_resumes_its_tls_session(gw, upstream, version):
+    # Python's ssl is OpenSSL's client: the session it keeps from the first
+    # connection (for TLS 1.3, the ticket that came after the handshake)
+    # resumes the second one, and the request on it is served as usual.
+    ctx = ssl.create_default_context(cafile=gw.cert)
+    ctx.minimum_version = ctx.maximum_version = version
+    basic = base64.b64encode(f"{K1}:{SECRET}".encode()).decode()
+    auth = f"Authorization: Basic {basic}\r\n"
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port)), server_hostname="localhost") as first:
+        assert not first.session_reused
+        assert _get_over(first, gw, auth).startswith("HTTP/1.1 200 ")
+        session = first.session
+    assert session is not None and session.has_ticket
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port)), server_hostname="localhost",
+                         session=session) as second:
+        assert second.session_reused
+        assert second.version() == {ssl.TLSVersion.TLSv1_3: "TLSv1.3", ssl.TLSVersion.TLSv1_2: "TLSv1.2"}[version]
+        assert _get_over(second, gw, auth).startswith("HTTP/1.1 200 ")
+    # A resumed session is no credential: without one the request is refused.
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", gw.port)), server_hostname="localhost",
+                         session=session) as third:
+        assert third.session_reused
+        assert _get_over(third, gw).startswith("HTTP/1.1 401 ")
     assert_forwarded_as_k1(upstream.last())
