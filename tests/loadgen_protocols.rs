@@ -112,7 +112,7 @@ async fn new_connection_mode_opens_a_connection_per_request() {
     let gw = Gateway::start(&standard_body(&up));
     let (port, accepted) = counting_relay(gw.https).await;
     for http2 in [false, true] {
-        for new_connection in [false, true] {
+        for (new_connection, resume) in [(false, false), (true, false), (true, true)] {
             let before = accepted.load(Ordering::SeqCst);
             let cert = gw.cert_path();
             let mut extra = vec![];
@@ -122,14 +122,18 @@ async fn new_connection_mode_opens_a_connection_per_request() {
             if new_connection {
                 extra.push("--new-connection");
             }
+            if resume {
+                extra.push("--resume");
+            }
             let v = tokio::task::spawn_blocking(move || {
                 run(&format!("localhost:{port}"), &cert, "api_key", &extra)
             })
             .await
             .unwrap();
             let opened = accepted.load(Ordering::SeqCst) - before;
-            let what =
-                format!("http2 {http2}, new connection {new_connection}: {opened} accepted, {v}");
+            let what = format!(
+                "http2 {http2}, new connection {new_connection}, resume {resume}: {opened} accepted, {v}"
+            );
             let n = v["requests"].as_u64().expect("requests");
             assert!(n > 10, "{what}");
             assert_eq!(v["errors"], 0, "{what}");
@@ -137,6 +141,15 @@ async fn new_connection_mode_opens_a_connection_per_request() {
             if new_connection {
                 assert_eq!(v["connections_opened"].as_u64(), Some(n), "{what}");
                 assert!(opened as u64 >= n, "{what}");
+                let resumed = v["connections_resumed"]
+                    .as_u64()
+                    .expect("connections_resumed");
+                if resume {
+                    // All but the first few, made before any ticket came.
+                    assert!(resumed + 4 >= n, "{what}");
+                } else {
+                    assert_eq!(resumed, 0, "{what}");
+                }
             } else {
                 // Two keep-alive connections, `-c 2`, for the whole run.
                 assert_eq!(opened, 2, "{what}");

@@ -70,6 +70,12 @@ pub struct Args {
     #[arg(long, conflicts_with = "idle")]
     pub new_connection: bool,
 
+    /// With --new-connection: resume the TLS session (a ticket from an
+    /// earlier connection) instead of a full handshake, as a client that
+    /// keeps its session cache does.
+    #[arg(long, requires = "new_connection")]
+    pub resume: bool,
+
     /// Credential scheme.
     #[arg(long, value_enum, default_value = "api_key")]
     pub mode: Mode,
@@ -184,6 +190,7 @@ pub struct Config {
     pub insecure: bool,
     pub http2: bool,
     pub new_connection: bool,
+    pub resume: bool,
     pub connections: usize,
     pub duration: Duration,
     pub warmup: Duration,
@@ -338,6 +345,7 @@ impl Args {
             insecure: self.insecure,
             http2: self.http2,
             new_connection: self.new_connection,
+            resume: self.resume,
             connections: self.connections,
             duration: self.duration,
             warmup: self.warmup,

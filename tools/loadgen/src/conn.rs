@@ -69,6 +69,8 @@ impl Sender {
 pub struct Conn {
     pub sender: Sender,
     pub driver: JoinHandle<()>,
+    /// Its TLS handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 impl Conn {
@@ -107,7 +109,8 @@ impl fmt::Display for ConnectError {
 
 /// Opens connections to one address, with one shared TLS configuration (and
 /// so one session cache: later handshakes resume, except with
-/// `--new-connection`, where every handshake is a full one).
+/// `--new-connection` without `--resume`, where every handshake is a full
+/// one).
 pub struct Connector {
     addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -143,10 +146,14 @@ impl Connector {
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(ConnectError::Tls)?;
-                if self.http2 && tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+                let session = tls.get_ref().1;
+                if self.http2 && session.alpn_protocol() != Some(b"h2") {
                     return Err(ConnectError::NoH2);
                 }
-                handshake(tls, self.http2).await
+                let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let mut conn = handshake(tls, self.http2).await?;
+                conn.resumed = resumed;
+                Ok(conn)
             }
         }
     }
@@ -168,7 +175,11 @@ where
         let (sender, conn) = http1::handshake(io).await.map_err(ConnectError::Http)?;
         (Sender::Http1(sender), tokio::spawn(drive(conn)))
     };
-    Ok(Conn { sender, driver })
+    Ok(Conn {
+        sender,
+        driver,
+        resumed: false,
+    })
 }
 
 /// Runs a connection until it ends; its error is seen by the requests.
@@ -205,7 +216,7 @@ fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    if cfg.new_connection {
+    if cfg.new_connection && !cfg.resume {
         config.resumption = rustls::client::Resumption::disabled();
     }
     config.alpn_protocols = if cfg.http2 {

@@ -32,6 +32,8 @@ pub struct Stats {
     pub reconnects: u64,
     /// Connections opened (TCP and, for https, a TLS handshake).
     pub connects: u64,
+    /// Of those, the ones whose TLS handshake resumed a session.
+    pub resumed: u64,
     /// Fixed rate: requests that started more than 1 ms after their slot.
     pub behind: u64,
     /// Responses that came over HTTP/2 (`--http2`).
@@ -86,6 +88,7 @@ impl Default for Stats {
             timeouts: 0,
             reconnects: 0,
             connects: 0,
+            resumed: 0,
             behind: 0,
             http2: 0,
             windows: Vec::new(),
@@ -143,6 +146,7 @@ impl Stats {
         self.timeouts += other.timeouts;
         self.reconnects += other.reconnects;
         self.connects += other.connects;
+        self.resumed += other.resumed;
         self.behind += other.behind;
         self.http2 += other.http2;
     }
@@ -238,6 +242,8 @@ pub struct Summary {
     pub reconnects: u64,
     /// Connections opened while recording.
     pub connections_opened: u64,
+    /// Of those, the ones that resumed a TLS session.
+    pub connections_resumed: u64,
     /// Recorded responses that came over HTTP/2.
     pub http2_responses: u64,
     /// Period `rps` is computed over: `duration_s`, or for a fixed rate run
@@ -300,6 +306,7 @@ impl Summary {
             timeouts: stats.timeouts,
             reconnects: stats.reconnects,
             connections_opened: stats.connects,
+            connections_resumed: stats.resumed,
             http2_responses: stats.http2,
             elapsed_s: secs,
             warmup_s: warmup.as_secs_f64(),
@@ -343,8 +350,8 @@ impl Summary {
         if self.connections_opened > self.connections as u64 {
             let _ = writeln!(
                 s,
-                "  connects   {:>10}   connections opened",
-                self.connections_opened
+                "  connects   {:>10}   connections opened ({} resumed a TLS session)",
+                self.connections_opened, self.connections_resumed
             );
         }
         if self.http2_responses > 0 {

@@ -298,8 +298,10 @@ impl Run {
                 match timeout_at(deadline, self.connector.connect()).await {
                     Ok(Ok(c)) => {
                         if recorded {
+                            let resumed = c.resumed;
                             self.with_stats(index, |s| {
                                 s.connects += 1;
+                                s.resumed += u64::from(resumed);
                                 if opened && !self.new_connection {
                                     s.reconnects += 1;
                                 }
