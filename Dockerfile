@@ -7,6 +7,9 @@
 # See README.md, section "Docker".
 
 # ---- build ------------------------------------------------------------------
+# aws-lc-sys (the TLS crypto, through rustls) compiles C with the image's gcc;
+# on x86_64 glibc it needs no cmake, clang or Go (checked on a machine without
+# them). Other targets may want cmake: see the aws-lc-rs build requirements.
 FROM rust:1-bookworm AS build
 WORKDIR /src
 
