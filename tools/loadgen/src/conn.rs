@@ -216,8 +216,12 @@ fn client_config(cfg: &Config) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    if cfg.new_connection && !cfg.resume {
-        config.resumption = rustls::client::Resumption::disabled();
+    if cfg.new_connection {
+        config.resumption = if cfg.resume {
+            rustls::client::Resumption::store(Arc::new(TicketStore::new()))
+        } else {
+            rustls::client::Resumption::disabled()
+        };
     }
     config.alpn_protocols = if cfg.http2 {
         vec![b"h2".to_vec()]
@@ -275,5 +279,84 @@ impl ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `--resume`: where the tickets wait. rustls's own store keeps at most 8
+/// TLS 1.3 tickets per server, fewer than 32 connections opening at once
+/// want. One run talks to one server, so the TLS 1.3 tickets are not kept
+/// per name: up to [`TicketStore::MAX`], the oldest dropped first. The rest
+/// (TLS 1.2 sessions, key-exchange hints) goes to rustls's store.
+#[derive(Debug)]
+struct TicketStore {
+    others: rustls::client::ClientSessionMemoryCache,
+    tls13: std::sync::Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
+}
+
+impl TicketStore {
+    const MAX: usize = 1024;
+
+    fn new() -> Self {
+        TicketStore {
+            others: rustls::client::ClientSessionMemoryCache::new(8),
+            tls13: Default::default(),
+        }
+    }
+
+    fn tickets(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>,
+    > {
+        self.tls13.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.others.set_kx_hint(server_name, group);
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.others.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(
+        &self,
+        server_name: ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.others.set_tls12_session(server_name, value);
+    }
+
+    fn tls12_session(
+        &self,
+        server_name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.others.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.others.remove_tls12_session(server_name);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        _server_name: ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut tickets = self.tickets();
+        if tickets.len() == Self::MAX {
+            tickets.pop_front();
+        }
+        tickets.push_back(value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _server_name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.tickets().pop_back()
     }
 }
