@@ -26,7 +26,8 @@ each other. They are closed-loop only: a fixed-rate run at the rate of the
 others would be past what the load generator's own handshakes can reach.
 Every other row uses a P-256 (ECDSA) certificate; these are measured with
 an RSA-2048 certificate too, on a third nginx and a third gateway (log
-off) that present one.
+off) that present one, and with the session resumed from a ticket of an
+earlier connection (`--resume`, as clients that keep a session cache do).
 
 Per target and round:
   * closed loop (`-c CONNS`): req/s, and the proxy's CPU time per request
@@ -83,6 +84,7 @@ NGINX_LOG = "nginx TLS proxy, no auth, access log on"
 NGINX_H2 = "nginx TLS proxy, no auth, HTTP/2"
 NGINX_NEW = "nginx TLS proxy, no auth, new connection per request"
 NGINX_NEW_RSA = "nginx TLS proxy, no auth, new connection per request, RSA-2048 certificate"
+NGINX_RESUMED = "nginx TLS proxy, no auth, new connection per request, TLS session resumed"
 # The third nginx and gateway, with an RSA-2048 certificate (gateway log off).
 NGINX_RSA_PORT = 9450
 RSA_PORT = 9451
@@ -423,6 +425,7 @@ def targets(k, pids):
         (NGINX_H2, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", ["--http2"]),
         (NGINX_NEW, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", [NEW_CONNECTION]),
         (NGINX_NEW_RSA, pids["nginx-rsa"], f"https://127.0.0.1:{NGINX_RSA_PORT}{PATH}", "none", [NEW_CONNECTION] + rsa_ca),
+        (NGINX_RESUMED, pids["nginx"], f"https://127.0.0.1:{NGINX_PORT}{PATH}", "none", [NEW_CONNECTION, "--resume"]),
     ]
     for alg, port in HAPROXY_PORTS.items():
         t.append((f"HAProxy jwt_verify {alg}", pids[f"haproxy-{alg}"], f"https://127.0.0.1:{port}{PATH}", "jwt",
@@ -446,6 +449,8 @@ def targets(k, pids):
          cred + [NEW_CONNECTION]),
         ("portcullis api_key (Basic), new connection per request, RSA-2048 certificate, access log off", pids["portcullis-rsa"],
          f"https://127.0.0.1:{RSA_PORT}{PATH}", "api_key", cred + [NEW_CONNECTION] + rsa_ca),
+        ("portcullis api_key (Basic), new connection per request, TLS session resumed, access log off", pids["portcullis-quiet"],
+         quiet, "api_key", cred + [NEW_CONNECTION, "--resume"]),
     ]
     return t
 
@@ -518,6 +523,8 @@ def main():
                 raise SystemExit(f"{name}: {r['errors']} unexpected answers in the check run: {r['status']}")
             if NEW_CONNECTION in extra and r["connections_opened"] < r["requests"]:
                 raise SystemExit(f"{name}: {r['requests']} requests on only {r['connections_opened']} connections")
+            if "--resume" in extra and r["connections_resumed"] + 4 < r["connections_opened"]:
+                raise SystemExit(f"{name}: only {r['connections_resumed']} of {r['connections_opened']} handshakes resumed")
         log("all targets answer as expected")
 
         results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "window_p99": [], "steal_ms": [], "wait_ms": [], "rate_errors": [], "behind": []} for t in ts}
@@ -660,12 +667,15 @@ def report(args, results, rate, mem):
     h2 = results.get(NGINX_H2)
     new = results.get(NGINX_NEW)
     new_rsa = results.get(NGINX_NEW_RSA)
+    resumed = results.get(NGINX_RESUMED)
 
     def same_log(name):
         if name.startswith("portcullis") and "HTTP/2" in name:
             return h2
         if name.startswith("portcullis") and "RSA-2048" in name:
             return new_rsa
+        if name.startswith("portcullis") and "resumed" in name:
+            return resumed
         if name.startswith("portcullis") and "new connection" in name:
             return new
         if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
@@ -692,7 +702,8 @@ def report(args, results, rate, mem):
             "cpu_us_max": round(cpu[2], 1) if cpu else None,
             "cpu_vs_nginx": round(cpu[0] / n_cpu, 2) if cpu else None,
             "same_log_as": next(n for n, v in ((NGINX_LOG, logging), (NGINX_H2, h2), (NGINX_NEW, new),
-                                               (NGINX_NEW_RSA, new_rsa), (NGINX, nginx)) if v is ref)
+                                               (NGINX_NEW_RSA, new_rsa), (NGINX_RESUMED, resumed), (NGINX, nginx))
+                              if v is ref)
             if ref else None,
             "cpu_vs_nginx_same_log": round(cpu[0] / statistics.median(ref["cpu_us"]), 2) if cpu and ref else None,
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
@@ -726,9 +737,10 @@ def report(args, results, rate, mem):
     for r in rows:
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
         same = "–"
-        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW, NGINX_NEW_RSA):
+        if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW, NGINX_NEW_RSA, NGINX_RESUMED):
             how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
-                   NGINX_NEW_RSA: "log off, new connections, RSA"}.get(r["same_log_as"], "log off")
+                   NGINX_NEW_RSA: "log off, new connections, RSA",
+                   NGINX_RESUMED: "log off, resumed"}.get(r["same_log_as"], "log off")
             same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({how})"
         lines.append(
             f"| {r['target']} | {r['rps_median']} ({r['rps_min']}–{r['rps_max']}) | {r['rps_vs_nginx']} | {cpu} | "
