@@ -63,6 +63,8 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
     pub tls_handshake_timeout: Duration,
+    /// How long a client may leave the gateway unable to write to it.
+    pub send_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
@@ -75,6 +77,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             upstream_timeout: Duration::from_secs(30),
             tls_handshake_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
             shutdown_grace: Duration::from_secs(30),

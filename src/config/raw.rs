@@ -59,6 +59,7 @@ pub struct RawLimits {
     pub header_read_timeout: Option<String>,
     pub upstream_timeout: Option<String>,
     pub tls_handshake_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub max_header_bytes: Option<String>,
     pub max_connections: Option<u64>,
     pub shutdown_grace: Option<String>,

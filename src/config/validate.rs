@@ -427,6 +427,7 @@ fn limits(ctx: &mut Ctx, l: &RawLimits) -> Limits {
             &l.tls_handshake_timeout,
             d.tls_handshake_timeout,
         ),
+        send_timeout: ctx.duration("limits.send_timeout", &l.send_timeout, d.send_timeout),
         max_header_bytes,
         max_connections: match l.max_connections {
             Some(0) => {

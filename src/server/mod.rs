@@ -304,7 +304,7 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(
                 limits.tls_handshake_timeout,
-                acceptor.accept(socket::ClientSocket(tcp)),
+                acceptor.accept(socket::ClientSocket::new(tcp, limits.send_timeout)),
             )
             .await
             {

@@ -1,5 +1,6 @@
 //! The client's TCP socket as rustls sees it: a single buffer goes out with
-//! `send`, not `writev`.
+//! `send`, not `writev`; and a client that takes no data for
+//! `limits.send_timeout` is cut off.
 //!
 //! rustls hands its encrypted records to the socket with `write_vectored`
 //! even when there is one record, which is every answer that fits in one
@@ -8,14 +9,60 @@
 //! the same `tcp_sendmsg` that `send` calls directly. With one buffer the
 //! bytes on the wire are the same; only the way there is shorter.
 //! Several buffers still go out in one `writev`.
+//!
+//! A write that cannot proceed (the client stopped reading and the kernel's
+//! send buffer is full) arms a timer; the next write that proceeds disarms
+//! it. If it fires first, writes fail with `TimedOut` and the connection
+//! ends, whichever protocol it speaks, as nginx's `send_timeout` does.
+//! Without it a client that asked for a large answer and never read held
+//! its connection, the upstream's and their buffers for good. Only a write
+//! that waits costs anything: the timer is allocated then.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
-pub struct ClientSocket(pub TcpStream);
+pub struct ClientSocket {
+    tcp: TcpStream,
+    send_timeout: Duration,
+    /// Armed while writes wait for the client to take data.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientSocket {
+    pub fn new(tcp: TcpStream, send_timeout: Duration) -> ClientSocket {
+        ClientSocket {
+            tcp,
+            send_timeout,
+            stalled: None,
+        }
+    }
+
+    /// A write's result, after the send timeout: a write that proceeded
+    /// disarms it, one that waits arms it (and fails once it has fired).
+    fn timed<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let timeout = self.send_timeout;
+        let timer = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no data for limits.send_timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 impl AsyncRead for ClientSocket {
     fn poll_read(
@@ -23,7 +70,7 @@ impl AsyncRead for ClientSocket {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
     }
 }
 
@@ -33,7 +80,9 @@ impl AsyncWrite for ClientSocket {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.tcp).poll_write(cx, data);
+        this.timed(cx, r)
     }
 
     fn poll_write_vectored(
@@ -41,11 +90,12 @@ impl AsyncWrite for ClientSocket {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let tcp = &mut self.get_mut().0;
-        match only_buffer(bufs) {
-            Some(one) => Pin::new(tcp).poll_write(cx, one),
-            None => Pin::new(tcp).poll_write_vectored(cx, bufs),
-        }
+        let this = self.get_mut();
+        let r = match only_buffer(bufs) {
+            Some(one) => Pin::new(&mut this.tcp).poll_write(cx, one),
+            None => Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs),
+        };
+        this.timed(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -53,11 +103,11 @@ impl AsyncWrite for ClientSocket {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
     }
 }
 
@@ -105,7 +155,10 @@ mod tests {
             s.read_to_end(&mut got).await.unwrap();
             got
         });
-        let mut sock = ClientSocket(TcpStream::connect(addr).await.unwrap());
+        let mut sock = ClientSocket::new(
+            TcpStream::connect(addr).await.unwrap(),
+            Duration::from_secs(60),
+        );
         let e = [0u8; 0];
         let mut want = Vec::new();
         for bufs in [
