@@ -13,10 +13,15 @@
 //! A write that cannot proceed (the client stopped reading and the kernel's
 //! send buffer is full) arms a timer; the next write that proceeds disarms
 //! it. If it fires first, writes fail with `TimedOut` and the connection
-//! ends, whichever protocol it speaks, as nginx's `send_timeout` does.
-//! Without it a client that asked for a large answer and never read held
-//! its connection, the upstream's and their buffers for good. Only a write
-//! that waits costs anything: the timer is allocated then.
+//! ends, whichever protocol it speaks. Without it a client that asked for
+//! a large answer and never read held its connection, the upstream's and
+//! their buffers for good. Only a write that waits costs anything: the
+//! timer is allocated at the first and reset at the later ones.
+//!
+//! It watches the socket only. An HTTP/2 client that keeps reading but
+//! grants no more flow-control window (no WINDOW_UPDATE) leaves the socket
+//! writable, so that stream is not timed here; hyper's keep-alive pings
+//! close the connection of a client that stops answering altogether.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -30,8 +35,10 @@ use tokio::time::Sleep;
 pub struct ClientSocket {
     tcp: TcpStream,
     send_timeout: Duration,
-    /// Armed while writes wait for the client to take data.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// Set while writes wait for the client to take data.
+    armed: bool,
+    /// Made at the first wait and reset at each later one.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl ClientSocket {
@@ -39,7 +46,8 @@ impl ClientSocket {
         ClientSocket {
             tcp,
             send_timeout,
-            stalled: None,
+            armed: false,
+            timer: None,
         }
     }
 
@@ -47,12 +55,18 @@ impl ClientSocket {
     /// disarms it, one that waits arms it (and fails once it has fired).
     fn timed<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if r.is_ready() {
-            self.stalled = None;
+            self.armed = false;
             return r;
         }
         let timeout = self.send_timeout;
+        if !self.armed {
+            self.armed = true;
+            if let Some(timer) = self.timer.as_mut() {
+                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+        }
         let timer = self
-            .stalled
+            .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
