@@ -10,27 +10,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// 64 MiB: far more than the kernel's socket buffers on both sides hold.
 const BIG: usize = 64 << 20;
 
+/// A 1 s send timeout, a public route `/big` (the test upstream answers
+/// `/big/N` with N bytes) and the common `/model` route with key `K1`.
 fn config(up: &Upstream) -> String {
+    let body = model_route_body(&up.url(), "{ namespace: models, actions: [read] }");
+    let big = format!(
+        "routes:\n  - name: big\n    match: {{ path_prefix: /big }}\n    upstream: {}\n    public: true\n",
+        up.url()
+    );
     format!(
-        "limits: {{ send_timeout: 1s }}
-routes:
-  - name: big
-    match: {{ path_prefix: /big }}
-    upstream: {up}
-    public: true
-  - name: models
-    match: {{ path_prefix: /model }}
-    upstream: {up}
-    namespace: models
-keys:
-  - id: K1
-    owner: bob
-    secret_hash: {hash}
-    grants:
-      - {{ namespace: models, actions: [read] }}
-",
-        up = up.url(),
-        hash = secret_hash(SECRET)
+        "limits: {{ send_timeout: 1s }}\n{}",
+        body.replacen("routes:\n", &big, 1)
     )
 }
 
@@ -60,15 +50,14 @@ async fn still_serves(gw: &Gateway) {
     assert_eq!(a.status, 200, "the gateway stopped serving: {}", a.error());
 }
 
-#[tokio::test]
-async fn http1_client_that_stops_reading_is_cut_off() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"http/1.1"]).await;
-    s.write_all(format!("GET /big/{BIG} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    // Reads nothing for four send timeouts.
+/// Sends `request` on `s`, reads nothing for four send timeouts, then
+/// expects the gateway to have cut the connection before the whole answer
+/// went out, and to serve the next client.
+async fn stall_and_expect_cut<S>(gw: &Gateway, up: &Upstream, mut s: S, request: &[u8])
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    s.write_all(request).await.unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let got = drain(&mut s)
         .await
@@ -78,7 +67,16 @@ async fn http1_client_that_stops_reading_is_cut_off() {
         "the whole answer arrived ({got} bytes): the connection was not cut"
     );
     assert_eq!(up.count(), 1, "the upstream was asked once");
-    still_serves(&gw).await;
+    still_serves(gw).await;
+}
+
+#[tokio::test]
+async fn http1_client_that_stops_reading_is_cut_off() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let s = connect(&gw, &[b"http/1.1"]).await;
+    let request = format!("GET /big/{BIG} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stall_and_expect_cut(&gw, &up, s, request.as_bytes()).await;
 }
 
 /// A raw HTTP/2 client: the preface, SETTINGS with the largest stream
@@ -116,21 +114,9 @@ fn h2_request(path: &str) -> Vec<u8> {
 async fn http2_client_that_stops_reading_is_cut_off() {
     let up = Upstream::start().await;
     let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
+    let s = connect(&gw, &[b"h2"]).await;
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    s.write_all(&h2_request(&format!("/big/{BIG}")))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let got = drain(&mut s)
-        .await
-        .expect("the gateway kept the connection of a client that read nothing");
-    assert!(
-        got < BIG,
-        "the whole answer arrived ({got} bytes): the connection was not cut"
-    );
-    assert_eq!(up.count(), 1, "the upstream was asked once");
-    still_serves(&gw).await;
+    stall_and_expect_cut(&gw, &up, s, &h2_request(&format!("/big/{BIG}"))).await;
 }
 
 /// A client that reads slowly but steadily gets the whole answer, although
