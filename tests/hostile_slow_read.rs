@@ -52,7 +52,8 @@ async fn still_serves(gw: &Gateway) {
 
 /// Sends `request` on `s`, reads nothing for four send timeouts, then
 /// expects the gateway to have cut the connection before the whole answer
-/// went out, and to serve the next client.
+/// went out, to have closed the upstream connection that served it, and to
+/// serve the next client.
 async fn stall_and_expect_cut<S>(gw: &Gateway, up: &Upstream, mut s: S, request: &[u8])
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -67,7 +68,20 @@ where
         "the whole answer arrived ({got} bytes): the connection was not cut"
     );
     assert_eq!(up.count(), 1, "the upstream was asked once");
+    // The upstream connection that served the cut answer is closed too
+    // (its answer was not finished, so it cannot go back to the pool).
+    let end = Instant::now() + Duration::from_secs(5);
+    while up.open_connections() > 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        up.open_connections(),
+        0,
+        "the gateway still holds the upstream connection of the cut answer"
+    );
     still_serves(gw).await;
+    // And the count is live: the next answer's connection is kept, pooled.
+    assert_eq!(up.open_connections(), 1);
 }
 
 #[tokio::test]

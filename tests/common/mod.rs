@@ -73,6 +73,8 @@ impl Recorded {
 pub struct Upstream {
     pub addr: SocketAddr,
     records: Arc<Mutex<Vec<Recorded>>>,
+    /// Connections accepted and not yet ended.
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -82,13 +84,17 @@ impl Upstream {
             .expect("bind upstream");
         let addr = listener.local_addr().expect("addr");
         let records: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let open: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let rec = records.clone();
+        let counted = open.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let rec = rec.clone();
+                let counted = counted.clone();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let rec = rec.clone();
@@ -97,10 +103,20 @@ impl Upstream {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
+                    counted.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 });
             }
         });
-        Upstream { addr, records }
+        Upstream {
+            addr,
+            records,
+            open,
+        }
+    }
+
+    /// Connections the gateway holds open to this upstream now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
