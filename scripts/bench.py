@@ -264,7 +264,7 @@ http {{
     (OUT / "upstream.conf").write_text(conf)
 
 
-def write_nginx(name, port, access_log, cert="gateway"):
+def write_nginx(name, port, access_log, keepalive, cert="gateway"):
     conf = f"""
 daemon off;
 worker_processes 1;
@@ -276,7 +276,7 @@ http {{
   access_log {access_log};
   keepalive_requests 10000000;
   keepalive_timeout 300s;
-  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 64; keepalive_requests 10000000; }}
+  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive {keepalive}; keepalive_requests 10000000; }}
   server {{
     listen 127.0.0.1:{port} ssl http2 backlog=4096;
     ssl_certificate {OUT}/certs/{cert}.crt;
@@ -472,6 +472,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=int, default=0, help="fixed rate for the latency runs (0: 60%% of the slowest target in round 1, at most 10000)")
     ap.add_argument("--only", default="", help="comma-separated substrings: run only matching targets (plus direct and nginx)")
+    ap.add_argument("--skip", default="", help="comma-separated substrings: leave out matching targets (after --only)")
     ap.add_argument("--log-level", default="info", help="portcullis log.level (info: one access-log line a request)")
     ap.add_argument("--idle-conns", type=int, default=10000, help="idle keep-alive TLS connections held for the memory figure (0: skip)")
     ap.add_argument("--soak", type=int, default=0, help="seconds of oauth1 soak at --soak-rate with RSS sampled (0: skip)")
@@ -484,9 +485,13 @@ def main():
     k = make_keys()
     mint_tokens(k)
     write_upstream()
-    write_nginx("nginx", NGINX_PORT, "off")
-    write_nginx("nginx-log", NGINX_LOG_PORT, f"{OUT}/nginx-access.log combined buffer=64k flush=200ms")
-    write_nginx("nginx-rsa", NGINX_RSA_PORT, "off", cert="rsa")
+    # nginx keeps at most `keepalive` idle upstream connections and closes
+    # the rest after each answer: as many as the load's connections (the
+    # gateway keeps up to 512), or each request past 64 would open one.
+    keepalive = max(64, args.connections)
+    write_nginx("nginx", NGINX_PORT, "off", keepalive)
+    write_nginx("nginx-log", NGINX_LOG_PORT, f"{OUT}/nginx-access.log combined buffer=64k flush=200ms", keepalive)
+    write_nginx("nginx-rsa", NGINX_RSA_PORT, "off", keepalive, cert="rsa")
     write_haproxy(k)
     write_portcullis(k, args.log_level)
     env = dict(os.environ, BENCH_KEY_SECRET=k["key_secret"], BENCH_HS_SECRET=k["hs_secret"])
@@ -515,6 +520,9 @@ def main():
         if args.only:
             want = [w.strip() for w in args.only.split(",") if w.strip()]
             ts = [t for t in ts if t[0].startswith(("direct", "nginx")) or any(w in t[0] for w in want)]
+        if args.skip:
+            skip = [w.strip() for w in args.skip.split(",") if w.strip()]
+            ts = [t for t in ts if not any(w in t[0] for w in skip)]
 
         # Every target answers as expected before anything is measured.
         for name, _pid, url, mode, extra in ts:
