@@ -1,6 +1,7 @@
 //! A client that asks for a large answer and stops reading is cut off after
 //! `limits.send_timeout`, over HTTP/1.1 and HTTP/2, and the gateway goes on
-//! serving others.
+//! serving others; over HTTP/2, so is a single stream the client grants no
+//! window to.
 
 mod common;
 use common::*;
@@ -93,35 +94,72 @@ async fn http1_client_that_stops_reading_is_cut_off() {
     stall_and_expect_cut(&gw, &up, s, request.as_bytes()).await;
 }
 
-/// A raw HTTP/2 client: the preface, SETTINGS with the largest stream
-/// window, a connection WINDOW_UPDATE to match, and one GET (HPACK
-/// literals, no Huffman), so flow control never stops the gateway: only
-/// the socket does.
-fn h2_request(path: &str) -> Vec<u8> {
-    fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-        out.extend_from_slice(&[kind, flags]);
-        out.extend_from_slice(&stream.to_be_bytes());
-        out.extend_from_slice(payload);
-    }
-    const MAX_WINDOW: u32 = (1 << 31) - 1;
-    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    // SETTINGS_INITIAL_WINDOW_SIZE (4).
-    let mut settings = vec![0, 4];
-    settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
-    frame(&mut out, 0x4, 0, 0, &settings);
-    frame(&mut out, 0x8, 0, 0, &(MAX_WINDOW - 65_535).to_be_bytes());
-    // :method GET (static 2), :scheme https (static 7), then :path and
-    // :authority as literals without indexing on static names 4 and 1.
+fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const WINDOW_UPDATE: u8 = 0x8;
+
+/// A GET of `path` on `stream`: HEADERS with END_STREAM | END_HEADERS,
+/// `:method GET` (static 2), `:scheme https` (static 7), then `:path` and
+/// `:authority` as literals without indexing on static names 4 and 1 (no
+/// Huffman).
+fn get_frame(out: &mut Vec<u8>, stream: u32, path: &str) {
     let mut block = vec![0x82, 0x87];
     for (name, value) in [(4u8, path), (1u8, "localhost")] {
         block.push(name);
         block.push(value.len() as u8);
         block.extend_from_slice(value.as_bytes());
     }
-    // HEADERS with END_STREAM | END_HEADERS on stream 1.
-    frame(&mut out, 0x1, 0x5, 1, &block);
+    frame(out, HEADERS, 0x5, stream, &block);
+}
+
+/// A raw HTTP/2 client: the preface, SETTINGS with the largest stream
+/// window, a connection WINDOW_UPDATE to match, and one GET, so flow
+/// control never stops the gateway: only the socket does.
+fn h2_request(path: &str) -> Vec<u8> {
+    const MAX_WINDOW: u32 = (1 << 31) - 1;
+    let mut out = PREFACE.to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4).
+    let mut settings = vec![0, 4];
+    settings.extend_from_slice(&MAX_WINDOW.to_be_bytes());
+    frame(&mut out, SETTINGS, 0, 0, &settings);
+    frame(
+        &mut out,
+        WINDOW_UPDATE,
+        0,
+        0,
+        &(MAX_WINDOW - 65_535).to_be_bytes(),
+    );
+    get_frame(&mut out, 1, path);
     out
+}
+
+/// One frame read from the gateway: type, flags, stream, payload; None at
+/// the end of the connection or after `within`.
+async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    s: &mut S,
+    within: Duration,
+) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let read = async {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], stream, payload))
+    };
+    tokio::time::timeout(within, read).await.ok().flatten()
 }
 
 #[tokio::test]
@@ -171,4 +209,155 @@ async fn slow_steady_reader_gets_the_whole_answer() {
         total > n,
         "the slow reader got {total} bytes of a {n}-byte body and its head"
     );
+}
+
+/// What a raw HTTP/2 client saw of stream 1 until it was reset, the
+/// connection ended or 10 s passed.
+struct Seen {
+    /// DATA bytes on stream 1.
+    data: usize,
+    /// The RST_STREAM error code for stream 1, if it came.
+    reset: Option<u32>,
+    /// Stream 1 ended normally (END_STREAM).
+    ended: bool,
+}
+
+/// Reads frames, acknowledging the gateway's SETTINGS; after each `chunk`
+/// bytes of stream 1's data, waits `pause` and grants that much window to
+/// the stream and the connection (`chunk` 0: never grants any).
+async fn read_stream_1<S>(s: &mut S, chunk: usize, pause: Duration) -> Seen
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut seen = Seen {
+        data: 0,
+        reset: None,
+        ended: false,
+    };
+    let mut unacked = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while let Some((kind, flags, stream, payload)) =
+        read_frame(s, end.saturating_duration_since(Instant::now())).await
+    {
+        match (kind, stream) {
+            (SETTINGS, 0) if flags & 1 == 0 => {
+                let mut ack = Vec::new();
+                frame(&mut ack, SETTINGS, 1, 0, &[]);
+                s.write_all(&ack).await.unwrap();
+            }
+            (DATA, 1) => {
+                seen.data += payload.len();
+                unacked += payload.len();
+                if flags & 1 != 0 {
+                    seen.ended = true;
+                    break;
+                }
+                if chunk > 0 && unacked >= chunk {
+                    tokio::time::sleep(pause).await;
+                    let mut grant = Vec::new();
+                    for id in [0, 1] {
+                        frame(
+                            &mut grant,
+                            WINDOW_UPDATE,
+                            0,
+                            id,
+                            &(unacked as u32).to_be_bytes(),
+                        );
+                    }
+                    s.write_all(&grant).await.unwrap();
+                    unacked = 0;
+                }
+            }
+            (RST_STREAM, 1) => {
+                seen.reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap()));
+                break;
+            }
+            (GOAWAY, 0) => break,
+            _ => {}
+        }
+    }
+    seen
+}
+
+/// The default window (65,535 bytes), and no WINDOW_UPDATE ever: the
+/// client goes on reading (the socket never stalls, so the socket's timer
+/// cannot help), but the gateway can send stream 1 nothing past its first
+/// window. The stream is reset after the send timeout, its upstream
+/// connection closed, and the same connection serves the next stream.
+#[tokio::test]
+async fn http2_stream_the_client_grants_no_window_is_reset() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut hello = PREFACE.to_vec();
+    frame(&mut hello, SETTINGS, 0, 0, &[]);
+    get_frame(&mut hello, 1, &format!("/big/{BIG}"));
+    s.write_all(&hello).await.unwrap();
+
+    let seen = read_stream_1(&mut s, 0, Duration::ZERO).await;
+    assert_eq!(
+        seen.reset,
+        Some(0x8),
+        "stream 1 was not reset (CANCEL) within 10 s; {} bytes of it came",
+        seen.data
+    );
+    assert_eq!(seen.data, 65_535, "stream 1 got more than its window");
+    assert_eq!(up.count(), 1, "the upstream was asked once");
+    let end = Instant::now() + Duration::from_secs(5);
+    while up.open_connections() > 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        up.open_connections(),
+        0,
+        "the gateway still holds the upstream connection of the reset stream"
+    );
+
+    // The connection itself is fine: stream 3 gets its answer's head
+    // (HEADERS need no window; `:status: 200` is static entry 8).
+    let mut next = Vec::new();
+    get_frame(&mut next, 3, "/big/10");
+    s.write_all(&next).await.unwrap();
+    let mut status = None;
+    while let Some((kind, _, stream, payload)) = read_frame(&mut s, Duration::from_secs(5)).await {
+        if (kind, stream) == (HEADERS, 3) {
+            status = payload.first().copied();
+            break;
+        }
+    }
+    assert_eq!(
+        status,
+        Some(0x88),
+        "no 200 for stream 3 on the same connection"
+    );
+    still_serves(&gw).await;
+}
+
+/// A client that grants window slowly but steadily (32 KiB at a time, each
+/// after 150 ms) gets the whole answer, although it takes several send
+/// timeouts: only a stream that takes nothing for a whole timeout is reset.
+#[tokio::test]
+async fn http2_stream_granted_window_slowly_gets_the_whole_answer() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    let n = 1 << 20;
+    let mut hello = PREFACE.to_vec();
+    frame(&mut hello, SETTINGS, 0, 0, &[]);
+    get_frame(&mut hello, 1, &format!("/big/{n}"));
+    s.write_all(&hello).await.unwrap();
+    // 32 grants of 32 KiB, 150 ms apart: about 4.8 s, nearly five timeouts.
+    let seen = read_stream_1(&mut s, 32 << 10, Duration::from_millis(150)).await;
+    assert_eq!(
+        seen.reset, None,
+        "the slow stream was reset after {} bytes",
+        seen.data
+    );
+    assert!(
+        seen.ended,
+        "the answer did not end within 10 s ({} bytes)",
+        seen.data
+    );
+    assert_eq!(seen.data, n);
 }

@@ -7,6 +7,7 @@ mod graceful;
 mod pipeline;
 mod redirect;
 mod socket;
+mod stall;
 mod token;
 
 pub(crate) use pipeline::valid_host as pipeline_valid_host;
@@ -15,7 +16,7 @@ pub use pipeline::{handle, handle_with};
 use crate::state::Gateway;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -145,8 +146,14 @@ fn http1_builder(limits: &crate::config::Limits) -> http1::Builder {
     b
 }
 
-fn http2_builder(limits: &crate::config::Limits) -> http2::Builder<TokioExecutor> {
-    let mut b = http2::Builder::new(TokioExecutor::new());
+fn http2_builder(
+    limits: &crate::config::Limits,
+    next: stall::NextWatch,
+) -> http2::Builder<stall::StreamExecutor> {
+    let mut b = http2::Builder::new(stall::StreamExecutor {
+        next,
+        timeout: limits.send_timeout,
+    });
     b.timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_bytes.min(u32::MAX as usize) as u32)
         .max_concurrent_streams(256)
@@ -208,19 +215,28 @@ impl Drop for InFlight {
 /// A request's answer, boxed, with the request counted in flight (over
 /// HTTP/2) until it is ready. A struct rather than an `async fn`: the
 /// generator would hold the 4 KiB answer twice, as argument and as awaitee.
+/// Over HTTP/2 the answer's body reports to the stream's watch (see
+/// [`stall`]).
 struct Counted<F> {
     answer: std::pin::Pin<Box<F>>,
     _in_flight: Option<InFlight>,
+    watch: Option<Arc<stall::StreamWatch>>,
 }
 
-impl<F: Future> Future for Counted<F> {
-    type Output = F::Output;
+type Answer<B> = Result<http::Response<B>, std::convert::Infallible>;
+
+impl<F: Future<Output = Answer<crate::proxy::Body>>> Future for Counted<F> {
+    type Output = Answer<stall::Watched>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> Poll<F::Output> {
-        self.answer.as_mut().poll(cx)
+    ) -> Poll<Answer<stall::Watched>> {
+        let Poll::Ready(Ok(resp)) = self.answer.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        let watch = self.watch.take();
+        Poll::Ready(Ok(resp.map(|body| stall::Watched::new(body, watch))))
     }
 }
 
@@ -330,9 +346,18 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             let seen = dispatched.clone();
             let activity = h2.then(Activity::new);
             let requests = activity.clone();
+            let next_watch = h2.then(stall::NextWatch::default);
+            let leave_watch = next_watch.clone();
             let svc = service_fn(move |req| {
                 seen.store(true, Ordering::Relaxed);
                 let in_flight = requests.as_ref().map(Activity::begin);
+                // hyper hands this request's stream to the executor next,
+                // which takes the watch from where it is left.
+                let watch = leave_watch.as_ref().map(|next| {
+                    let watch = Arc::new(stall::StreamWatch::default());
+                    *next.lock().unwrap_or_else(|e| e.into_inner()) = Some(watch.clone());
+                    watch
+                });
                 // Boxed: the request's future is about 4 KiB, and hyper
                 // moves it by value several times before it runs (over
                 // HTTP/2 into a task of its own): one copy into the heap
@@ -342,12 +367,16 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
                 Counted {
                     answer: Box::pin(handle(svc_gw.clone(), peer, conn_verdicts.next(), req)),
                     _in_flight: in_flight,
+                    watch,
                 }
             });
             let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
             let first = limits.header_read_timeout;
             let result = if h2 {
-                let conn = watcher.watch(http2_builder(&limits).serve_connection(io, svc));
+                let conn = watcher.watch(
+                    http2_builder(&limits, next_watch.unwrap_or_default())
+                        .serve_connection(io, svc),
+                );
                 serve_client(conn, &dispatched, first, activity.as_deref()).await
             } else {
                 let conn = watcher.watch(http1_builder(&limits).serve_connection(io, svc));

@@ -19,9 +19,8 @@
 //! timer is allocated at the first and reset at the later ones.
 //!
 //! It watches the socket only. An HTTP/2 client that keeps reading but
-//! grants no more flow-control window (no WINDOW_UPDATE) leaves the socket
-//! writable, so that stream is not timed here; hyper's keep-alive pings
-//! close the connection of a client that stops answering altogether.
+//! grants one stream no more flow-control window (no WINDOW_UPDATE) leaves
+//! the socket writable: that stream is timed by [`super::stall`].
 
 use std::future::Future;
 use std::io::{self, IoSlice};
