@@ -11,16 +11,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// 64 MiB: far more than the kernel's socket buffers on both sides hold.
 const BIG: usize = 64 << 20;
 
-/// A 1 s send timeout, a public route `/big` (the test upstream answers
-/// `/big/N` with N bytes) and the common `/model` route with key `K1`.
+/// A 1 s send timeout, public routes `/big` and `/drip` (the test upstream
+/// answers `/big/N` with N bytes, `/drip/MS` with 1 KiB, a pause, 1 KiB)
+/// and the common `/model` route with key `K1`.
 fn config(up: &Upstream) -> String {
     let body = model_route_body(&up.url(), "{ namespace: models, actions: [read] }");
-    let big = format!(
-        "routes:\n  - name: big\n    match: {{ path_prefix: /big }}\n    upstream: {}\n    public: true\n",
-        up.url()
-    );
+    let mut big = "routes:\n".to_string();
+    for name in ["big", "drip"] {
+        big += &format!(
+            "  - name: {name}\n    match: {{ path_prefix: /{name} }}\n    upstream: {}\n    public: true\n",
+            up.url()
+        );
+    }
+    // A long idle timeout: an HTTP/2 connection with no request in flight
+    // gets GOAWAY after it, and the slowest test here takes about 5 s.
     format!(
-        "limits: {{ send_timeout: 1s }}\n{}",
+        "limits: {{ send_timeout: 1s, header_read_timeout: 30s }}\n{}",
         body.replacen("routes:\n", &big, 1)
     )
 }
@@ -106,6 +112,7 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const WINDOW_UPDATE: u8 = 0x8;
 
@@ -211,99 +218,98 @@ async fn slow_steady_reader_gets_the_whole_answer() {
     );
 }
 
-/// What a raw HTTP/2 client saw of stream 1 until it was reset, the
-/// connection ended or 10 s passed.
+/// What a raw HTTP/2 client saw of one stream.
+#[derive(Debug, Default)]
 struct Seen {
-    /// DATA bytes on stream 1.
+    /// DATA bytes.
     data: usize,
-    /// The RST_STREAM error code for stream 1, if it came.
+    /// The RST_STREAM error code, if it came.
     reset: Option<u32>,
-    /// Stream 1 ended normally (END_STREAM).
+    /// The stream ended normally (END_STREAM).
     ended: bool,
 }
 
-/// Reads frames, acknowledging the gateway's SETTINGS; after each `chunk`
-/// bytes of stream 1's data, waits `pause` and grants that much window to
-/// the stream and the connection (`chunk` 0: never grants any).
-async fn read_stream_1<S>(s: &mut S, chunk: usize, pause: Duration) -> Seen
+/// How the raw client grants flow-control window.
+struct Grants {
+    /// The connection's window, for every DATA frame as it comes (else
+    /// never).
+    connection: bool,
+    /// The streams granted window of their own: after each `chunk` bytes
+    /// of one, `pause`, then that much more.
+    streams: &'static [u32],
+    chunk: usize,
+    pause: Duration,
+}
+
+const NO_GRANTS: Grants = Grants {
+    connection: false,
+    streams: &[],
+    chunk: 0,
+    pause: Duration::ZERO,
+};
+
+/// Reads frames, acknowledging the gateway's SETTINGS and PINGs and
+/// granting window as `grants` says, until each of `streams` has ended or
+/// been reset, the connection ends or 10 s pass.
+async fn read_streams<S>(s: &mut S, streams: &[u32], grants: &Grants) -> Vec<Seen>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut seen = Seen {
-        data: 0,
-        reset: None,
-        ended: false,
-    };
-    let mut unacked = 0;
+    let mut seen: Vec<Seen> = streams.iter().map(|_| Seen::default()).collect();
+    let mut unacked = vec![0usize; streams.len()];
     let end = Instant::now() + Duration::from_secs(10);
     while let Some((kind, flags, stream, payload)) =
         read_frame(s, end.saturating_duration_since(Instant::now())).await
     {
-        match (kind, stream) {
-            (SETTINGS, 0) if flags & 1 == 0 => {
-                let mut ack = Vec::new();
-                frame(&mut ack, SETTINGS, 1, 0, &[]);
-                s.write_all(&ack).await.unwrap();
-            }
-            (DATA, 1) => {
-                seen.data += payload.len();
-                unacked += payload.len();
-                if flags & 1 != 0 {
-                    seen.ended = true;
-                    break;
+        let mut reply = Vec::new();
+        let at = streams.iter().position(|&id| id == stream);
+        match (kind, at) {
+            (SETTINGS, _) if flags & 1 == 0 => frame(&mut reply, SETTINGS, 1, 0, &[]),
+            (PING, _) if flags & 1 == 0 => frame(&mut reply, PING, 1, 0, &payload),
+            (DATA, Some(i)) => {
+                seen[i].data += payload.len();
+                seen[i].ended |= flags & 1 != 0;
+                if grants.connection && !payload.is_empty() {
+                    let n = payload.len() as u32;
+                    frame(&mut reply, WINDOW_UPDATE, 0, 0, &n.to_be_bytes());
                 }
-                if chunk > 0 && unacked >= chunk {
-                    tokio::time::sleep(pause).await;
-                    let mut grant = Vec::new();
-                    for id in [0, 1] {
-                        frame(
-                            &mut grant,
-                            WINDOW_UPDATE,
-                            0,
-                            id,
-                            &(unacked as u32).to_be_bytes(),
-                        );
-                    }
-                    s.write_all(&grant).await.unwrap();
-                    unacked = 0;
+                unacked[i] += payload.len();
+                if grants.streams.contains(&stream) && unacked[i] >= grants.chunk && !seen[i].ended
+                {
+                    tokio::time::sleep(grants.pause).await;
+                    let n = unacked[i] as u32;
+                    frame(&mut reply, WINDOW_UPDATE, 0, stream, &n.to_be_bytes());
+                    unacked[i] = 0;
                 }
             }
-            (RST_STREAM, 1) => {
-                seen.reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap()));
-                break;
+            (RST_STREAM, Some(i)) => {
+                seen[i].reset = Some(u32::from_be_bytes(payload[..4].try_into().unwrap()));
             }
-            (GOAWAY, 0) => break,
+            (GOAWAY, _) => break,
             _ => {}
+        }
+        if !reply.is_empty() {
+            s.write_all(&reply).await.unwrap();
+        }
+        if seen.iter().all(|x| x.ended || x.reset.is_some()) {
+            break;
         }
     }
     seen
 }
 
-/// The default window (65,535 bytes), and no WINDOW_UPDATE ever: the
-/// client goes on reading (the socket never stalls, so the socket's timer
-/// cannot help), but the gateway can send stream 1 nothing past its first
-/// window. The stream is reset after the send timeout, its upstream
-/// connection closed, and the same connection serves the next stream.
-#[tokio::test]
-async fn http2_stream_the_client_grants_no_window_is_reset() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
-    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+/// The preface, empty SETTINGS (the default window: 65,535 bytes) and a
+/// GET of each `(stream, path)`.
+fn h2_hello(gets: &[(u32, &str)]) -> Vec<u8> {
     let mut hello = PREFACE.to_vec();
     frame(&mut hello, SETTINGS, 0, 0, &[]);
-    get_frame(&mut hello, 1, &format!("/big/{BIG}"));
-    s.write_all(&hello).await.unwrap();
+    for &(stream, path) in gets {
+        get_frame(&mut hello, stream, path);
+    }
+    hello
+}
 
-    let seen = read_stream_1(&mut s, 0, Duration::ZERO).await;
-    assert_eq!(
-        seen.reset,
-        Some(0x8),
-        "stream 1 was not reset (CANCEL) within 10 s; {} bytes of it came",
-        seen.data
-    );
-    assert_eq!(seen.data, 65_535, "stream 1 got more than its window");
-    assert_eq!(up.count(), 1, "the upstream was asked once");
+async fn wait_upstream_closed(up: &Upstream) {
     let end = Instant::now() + Duration::from_secs(5);
     while up.open_connections() > 0 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -313,6 +319,33 @@ async fn http2_stream_the_client_grants_no_window_is_reset() {
         0,
         "the gateway still holds the upstream connection of the reset stream"
     );
+}
+
+/// The default window, and no WINDOW_UPDATE ever: the client goes on
+/// reading (the socket never stalls, so the socket's timer cannot help),
+/// but the gateway can send stream 1 nothing past its first window. The
+/// stream is reset after the send timeout, its upstream connection closed,
+/// and the same connection serves the next stream.
+#[tokio::test]
+async fn http2_stream_the_client_grants_no_window_is_reset() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    s.write_all(&h2_hello(&[(1, &format!("/big/{BIG}"))]))
+        .await
+        .unwrap();
+
+    let seen = read_streams(&mut s, &[1], &NO_GRANTS).await;
+    assert_eq!(
+        seen[0].reset,
+        Some(0x8),
+        "stream 1 was not reset (CANCEL) within 10 s: {:?}",
+        seen[0]
+    );
+    assert_eq!(seen[0].data, 65_535, "stream 1 got more than its window");
+    assert_eq!(up.count(), 1, "the upstream was asked once");
+    wait_upstream_closed(&up).await;
 
     // The connection itself is fine: stream 3 gets its answer's head
     // (HEADERS need no window; `:status: 200` is static entry 8).
@@ -334,6 +367,36 @@ async fn http2_stream_the_client_grants_no_window_is_reset() {
     still_serves(&gw).await;
 }
 
+/// Two streams at once on one connection, the connection's window always
+/// granted: stream 3 is granted its own window as it reads and gets its
+/// whole answer; stream 1 is granted none and is reset. Each stream is
+/// timed on its own.
+#[tokio::test]
+async fn http2_only_the_stream_without_window_is_reset() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    let n = 1 << 20;
+    s.write_all(&h2_hello(&[
+        (1, &format!("/big/{BIG}")),
+        (3, &format!("/big/{n}")),
+    ]))
+    .await
+    .unwrap();
+    let grants = Grants {
+        connection: true,
+        streams: &[3],
+        chunk: 32 << 10,
+        pause: Duration::ZERO,
+    };
+    let seen = read_streams(&mut s, &[1, 3], &grants).await;
+    assert_eq!(seen[0].reset, Some(0x8), "stream 1: {:?}", seen[0]);
+    assert_eq!(seen[0].data, 65_535);
+    assert_eq!(seen[1].reset, None, "stream 3: {:?}", seen[1]);
+    assert!(seen[1].ended, "stream 3 did not end: {:?}", seen[1]);
+    assert_eq!(seen[1].data, n);
+}
+
 /// A client that grants window slowly but steadily (32 KiB at a time, each
 /// after 150 ms) gets the whole answer, although it takes several send
 /// timeouts: only a stream that takes nothing for a whole timeout is reset.
@@ -343,21 +406,41 @@ async fn http2_stream_granted_window_slowly_gets_the_whole_answer() {
     let gw = Gateway::start(&config(&up));
     let mut s = connect(&gw, &[b"h2"]).await;
     let n = 1 << 20;
-    let mut hello = PREFACE.to_vec();
-    frame(&mut hello, SETTINGS, 0, 0, &[]);
-    get_frame(&mut hello, 1, &format!("/big/{n}"));
-    s.write_all(&hello).await.unwrap();
+    s.write_all(&h2_hello(&[(1, &format!("/big/{n}"))]))
+        .await
+        .unwrap();
     // 32 grants of 32 KiB, 150 ms apart: about 4.8 s, nearly five timeouts.
-    let seen = read_stream_1(&mut s, 32 << 10, Duration::from_millis(150)).await;
+    let grants = Grants {
+        connection: true,
+        streams: &[1],
+        chunk: 32 << 10,
+        pause: Duration::from_millis(150),
+    };
+    let seen = read_streams(&mut s, &[1], &grants).await;
     assert_eq!(
-        seen.reset, None,
-        "the slow stream was reset after {} bytes",
-        seen.data
+        seen[0].reset, None,
+        "the slow stream was reset: {:?}",
+        seen[0]
     );
     assert!(
-        seen.ended,
-        "the answer did not end within 10 s ({} bytes)",
-        seen.data
+        seen[0].ended,
+        "the answer did not end within 10 s: {:?}",
+        seen[0]
     );
-    assert_eq!(seen.data, n);
+    assert_eq!(seen[0].data, n);
+}
+
+/// A stream waiting for its upstream is not timed: the upstream sends
+/// 1 KiB, pauses 2.5 s (more than twice the send timeout), then sends the
+/// rest, and the client, which has window to spare, gets it all.
+#[tokio::test]
+async fn http2_stream_waiting_for_its_upstream_is_not_reset() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    s.write_all(&h2_hello(&[(1, "/drip/2500")])).await.unwrap();
+    let seen = read_streams(&mut s, &[1], &NO_GRANTS).await;
+    assert_eq!(seen[0].reset, None, "stream 1 was reset: {:?}", seen[0]);
+    assert!(seen[0].ended, "stream 1 did not end: {:?}", seen[0]);
+    assert_eq!(seen[0].data, 2048);
 }

@@ -68,8 +68,10 @@ impl Recorded {
 
 /// A real HTTP/1.1 upstream on 127.0.0.1 that records every request.
 /// Paths: `/slow/...` answers after 3 s; `/big/<bytes>` answers with that
-/// many bytes (pattern `i % 251`); anything else answers 200 `ok` with
-/// header `x-upstream: yes` (and echoes the request body when there is one).
+/// many bytes (pattern `i % 251`); `/drip/<ms>` answers (chunked) 1 KiB,
+/// then after `ms` milliseconds 1 KiB more; anything else answers 200 `ok`
+/// with header `x-upstream: yes` (and echoes the request body when there is
+/// one).
 pub struct Upstream {
     pub addr: SocketAddr,
     records: Arc<Mutex<Vec<Recorded>>>,
@@ -138,7 +140,50 @@ impl Upstream {
     }
 }
 
-async fn answer(rec: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// `/drip/<ms>`'s body: 1 KiB of `a`, a pause, 1 KiB of `b`.
+pub struct Drip {
+    left: u8,
+    pause: Duration,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl hyper::body::Body for Drip {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        use std::task::Poll;
+        match self.left {
+            0 => Poll::Ready(None),
+            2 => {
+                self.left = 1;
+                let until = tokio::time::Instant::now() + self.pause;
+                self.sleep.as_mut().reset(until);
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![
+                    b'a';
+                    1024
+                ])))))
+            }
+            _ => {
+                if std::future::Future::poll(self.sleep.as_mut(), cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.left = 0;
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from(vec![
+                    b'b';
+                    1024
+                ])))))
+            }
+        }
+    }
+}
+
+type UpstreamBody = http_body_util::Either<Full<Bytes>, Drip>;
+
+async fn answer(rec: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Response<UpstreamBody> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -172,13 +217,23 @@ async fn answer(rec: Arc<Mutex<Vec<Recorded>>>, req: Request<Incoming>) -> Respo
         let block: Vec<u8> = (0..251u8).collect();
         let mut data = block.repeat(n / 251 + 1);
         data.truncate(n);
-        return Response::new(Full::new(Bytes::from(data)));
+        return Response::new(UpstreamBody::Left(Full::new(Bytes::from(data))));
     }
-    let mut r = Response::new(Full::new(if body.is_empty() {
+    if let Some(ms) = target
+        .strip_prefix("/drip/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        return Response::new(UpstreamBody::Right(Drip {
+            left: 2,
+            pause: Duration::from_millis(ms),
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }));
+    }
+    let mut r = Response::new(UpstreamBody::Left(Full::new(if body.is_empty() {
         Bytes::from_static(b"ok")
     } else {
         body
-    }));
+    })));
     r.headers_mut().insert("x-upstream", "yes".parse().unwrap());
     r
 }
