@@ -7,6 +7,8 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// 64 MiB: far more than the kernel's socket buffers on both sides hold.
 const BIG: usize = 64 << 20;
@@ -309,6 +311,24 @@ fn h2_hello(gets: &[(u32, &str)]) -> Vec<u8> {
     hello
 }
 
+/// An upstream, a gateway with [`config`], and a raw HTTP/2 client
+/// connected to it that has sent [`h2_hello`] with `gets`.
+async fn h2_client(gets: &[(u32, &str)]) -> (Upstream, Gateway, TlsStream<TcpStream>) {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"h2"]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    s.write_all(&h2_hello(gets)).await.unwrap();
+    (up, gw, s)
+}
+
+/// The stream ended normally with `n` bytes of data, not reset.
+fn assert_whole(seen: &Seen, n: usize) {
+    assert_eq!(seen.reset, None, "the stream was reset: {seen:?}");
+    assert!(seen.ended, "the stream did not end within 10 s: {seen:?}");
+    assert_eq!(seen.data, n);
+}
+
 async fn wait_upstream_closed(up: &Upstream) {
     let end = Instant::now() + Duration::from_secs(5);
     while up.open_connections() > 0 && Instant::now() < end {
@@ -328,14 +348,7 @@ async fn wait_upstream_closed(up: &Upstream) {
 /// and the same connection serves the next stream.
 #[tokio::test]
 async fn http2_stream_the_client_grants_no_window_is_reset() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
-    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    s.write_all(&h2_hello(&[(1, &format!("/big/{BIG}"))]))
-        .await
-        .unwrap();
-
+    let (up, gw, mut s) = h2_client(&[(1, &format!("/big/{BIG}"))]).await;
     let seen = read_streams(&mut s, &[1], &NO_GRANTS).await;
     assert_eq!(
         seen[0].reset,
@@ -373,16 +386,9 @@ async fn http2_stream_the_client_grants_no_window_is_reset() {
 /// timed on its own.
 #[tokio::test]
 async fn http2_only_the_stream_without_window_is_reset() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
     let n = 1 << 20;
-    s.write_all(&h2_hello(&[
-        (1, &format!("/big/{BIG}")),
-        (3, &format!("/big/{n}")),
-    ]))
-    .await
-    .unwrap();
+    let (_up, _gw, mut s) =
+        h2_client(&[(1, &format!("/big/{BIG}")), (3, &format!("/big/{n}"))]).await;
     let grants = Grants {
         connection: true,
         streams: &[3],
@@ -392,9 +398,7 @@ async fn http2_only_the_stream_without_window_is_reset() {
     let seen = read_streams(&mut s, &[1, 3], &grants).await;
     assert_eq!(seen[0].reset, Some(0x8), "stream 1: {:?}", seen[0]);
     assert_eq!(seen[0].data, 65_535);
-    assert_eq!(seen[1].reset, None, "stream 3: {:?}", seen[1]);
-    assert!(seen[1].ended, "stream 3 did not end: {:?}", seen[1]);
-    assert_eq!(seen[1].data, n);
+    assert_whole(&seen[1], n);
 }
 
 /// A client that grants window slowly but steadily (32 KiB at a time, each
@@ -402,13 +406,8 @@ async fn http2_only_the_stream_without_window_is_reset() {
 /// timeouts: only a stream that takes nothing for a whole timeout is reset.
 #[tokio::test]
 async fn http2_stream_granted_window_slowly_gets_the_whole_answer() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
     let n = 1 << 20;
-    s.write_all(&h2_hello(&[(1, &format!("/big/{n}"))]))
-        .await
-        .unwrap();
+    let (_up, _gw, mut s) = h2_client(&[(1, &format!("/big/{n}"))]).await;
     // 32 grants of 32 KiB, 150 ms apart: about 4.8 s, nearly five timeouts.
     let grants = Grants {
         connection: true,
@@ -417,17 +416,7 @@ async fn http2_stream_granted_window_slowly_gets_the_whole_answer() {
         pause: Duration::from_millis(150),
     };
     let seen = read_streams(&mut s, &[1], &grants).await;
-    assert_eq!(
-        seen[0].reset, None,
-        "the slow stream was reset: {:?}",
-        seen[0]
-    );
-    assert!(
-        seen[0].ended,
-        "the answer did not end within 10 s: {:?}",
-        seen[0]
-    );
-    assert_eq!(seen[0].data, n);
+    assert_whole(&seen[0], n);
 }
 
 /// A stream waiting for its upstream is not timed: the upstream sends
@@ -435,12 +424,7 @@ async fn http2_stream_granted_window_slowly_gets_the_whole_answer() {
 /// rest, and the client, which has window to spare, gets it all.
 #[tokio::test]
 async fn http2_stream_waiting_for_its_upstream_is_not_reset() {
-    let up = Upstream::start().await;
-    let gw = Gateway::start(&config(&up));
-    let mut s = connect(&gw, &[b"h2"]).await;
-    s.write_all(&h2_hello(&[(1, "/drip/2500")])).await.unwrap();
+    let (_up, _gw, mut s) = h2_client(&[(1, "/drip/2500")]).await;
     let seen = read_streams(&mut s, &[1], &NO_GRANTS).await;
-    assert_eq!(seen[0].reset, None, "stream 1 was reset: {:?}", seen[0]);
-    assert!(seen[0].ended, "stream 1 did not end: {:?}", seen[0]);
-    assert_eq!(seen[0].data, 2048);
+    assert_whole(&seen[0], 2048);
 }
