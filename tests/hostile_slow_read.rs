@@ -79,15 +79,7 @@ where
     assert_eq!(up.count(), 1, "the upstream was asked once");
     // The upstream connection that served the cut answer is closed too
     // (its answer was not finished, so it cannot go back to the pool).
-    let end = Instant::now() + Duration::from_secs(5);
-    while up.open_connections() > 0 && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        up.open_connections(),
-        0,
-        "the gateway still holds the upstream connection of the cut answer"
-    );
+    wait_upstream_closed(up, "the cut answer").await;
     still_serves(gw).await;
     // And the count is live: the next answer's connection is kept, pooled.
     assert_eq!(up.open_connections(), 1);
@@ -329,7 +321,9 @@ fn assert_whole(seen: &Seen, n: usize) {
     assert_eq!(seen.data, n);
 }
 
-async fn wait_upstream_closed(up: &Upstream) {
+/// Waits up to 5 s for the gateway to close its connections to `up`, the
+/// one that served `what` among them.
+async fn wait_upstream_closed(up: &Upstream, what: &str) {
     let end = Instant::now() + Duration::from_secs(5);
     while up.open_connections() > 0 && Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -337,7 +331,7 @@ async fn wait_upstream_closed(up: &Upstream) {
     assert_eq!(
         up.open_connections(),
         0,
-        "the gateway still holds the upstream connection of the reset stream"
+        "the gateway still holds the upstream connection of {what}"
     );
 }
 
@@ -358,7 +352,7 @@ async fn http2_stream_the_client_grants_no_window_is_reset() {
     );
     assert_eq!(seen[0].data, 65_535, "stream 1 got more than its window");
     assert_eq!(up.count(), 1, "the upstream was asked once");
-    wait_upstream_closed(&up).await;
+    wait_upstream_closed(&up, "the reset stream").await;
 
     // The connection itself is fine: stream 3 gets its answer's head
     // (HEADERS need no window; `:status: 200` is static entry 8).
