@@ -118,7 +118,8 @@ async fn chunked_request_body_forwarded_intact() {
 
 #[tokio::test]
 async fn dead_upstream_is_502() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_hold, dead) = refusing_addr();
+    let dead = format!("http://{dead}");
     let gw = Gateway::start(&routes(&dead, ""));
     let a = get(
         &gw,
@@ -146,7 +147,8 @@ async fn slow_upstream_is_504() {
 
 #[tokio::test]
 async fn upstream_error_bodies_never_leak_credentials() {
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (_hold, dead) = refusing_addr();
+    let dead = format!("http://{dead}");
     let gw = Gateway::start(&routes(&dead, ""));
     let a = get(
         &gw,

@@ -104,10 +104,8 @@ async fn an_upstream_closing_idle_connections_costs_no_request() {
 
 #[tokio::test]
 async fn a_dead_upstream_is_502_and_a_recovered_one_works_again() {
-    // Reserve a port, then free it: nothing listens there.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    drop(l);
+    // Nothing listens there, and nothing else can take the port meanwhile.
+    let (hold, addr) = refusing_addr();
     let gw = Gateway::start(&body(&format!("http://{addr}")));
     let auth = basic("K1", SECRET);
     let a = get(&gw, "/model/x", &[("authorization", &auth)]).await;
@@ -117,6 +115,7 @@ async fn a_dead_upstream_is_502_and_a_recovered_one_works_again() {
         "{a:?}"
     );
     // The upstream comes up on that port: the next request gets through.
+    drop(hold);
     let listener = TcpListener::bind(addr).await.expect("rebind");
     tokio::spawn(async move {
         if let Ok((mut tcp, _)) = listener.accept().await {

@@ -40,6 +40,22 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A loopback address that refuses connections for as long as the socket
+/// lives: bound, never listening, so no server of a test running in parallel
+/// can take the port. Drop the socket to free the port.
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind");
+    let addr = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("addr");
+    (s, addr)
+}
+
 // ---------------------------------------------------------------- upstream
 
 /// One request as the upstream received it.
@@ -337,11 +353,18 @@ impl Gateway {
         }
     }
 
+    /// Ready: this process logged that it bound every listener, and its
+    /// admin port answers `/readyz`. The log line comes first because the
+    /// admin port alone can fool us: when a gateway of a test running in
+    /// parallel holds the port this one picked, that gateway answers 200
+    /// while this one fails to bind and exits.
     fn became_ready(&self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Some((200, _)) = admin_get(self.admin, "/readyz") {
-                return true;
+            if self.logs().contains("portcullis listening") {
+                if let Some((200, _)) = admin_get(self.admin, "/readyz") {
+                    return true;
+                }
             }
             if self.logs().contains("Address already in use") {
                 return false;
