@@ -3,7 +3,8 @@
 //!
 //! * Identity: a 64-bit SipHash-1-3 fingerprint (random key per store) of
 //!   `len(key_id) as u64 LE || key_id || 0x00 || nonce`. Strings are not
-//!   stored.
+//!   stored. The gateway's prefetch works it out and hands it to the check
+//!   ([`PendingNonce`]), so a request hashes its nonce once.
 //! * 64 shards (`std::sync::Mutex`), picked by the fingerprint's low 6
 //!   bits. Each shard is one [`Table`] whose 8-byte entries pack the
 //!   fingerprint's top 48 bits with a 16-bit expiry tick. The shard's 6
@@ -37,7 +38,7 @@
 //!   1M nonces; see [`MemoryNonceStore::heap_bytes`].
 
 use super::table::{Outcome, Table, FP_MASK};
-use super::{NonceStore, ReplayError, StoreFuture};
+use super::{NonceStore, PendingNonce, ReplayError, StoreFuture};
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -102,7 +103,29 @@ impl MemoryNonceStore {
         }
     }
 
+    /// SipHash-1-3 of `len(key_id) as u64 LE || key_id || 0x00 || nonce`.
+    /// Usual sizes are gathered on the stack and hashed as one slice: the
+    /// hasher's `write` buffers every piece that does not end on a word
+    /// (about 427 instructions a fingerprint piece by piece, about 320
+    /// gathered, under callgrind). The result is the same either way.
     fn fingerprint(&self, key_id: &str, nonce: &str) -> u64 {
+        const GATHER: usize = 128;
+        let len = 8 + key_id.len() + 1 + nonce.len();
+        if len > GATHER {
+            return self.fingerprint_streamed(key_id, nonce);
+        }
+        let mut buf = [0u8; GATHER];
+        let (head, rest) = buf.split_at_mut(8);
+        head.copy_from_slice(&(key_id.len() as u64).to_le_bytes());
+        let (id, rest) = rest.split_at_mut(key_id.len());
+        id.copy_from_slice(key_id.as_bytes());
+        // rest[0] is the 0x00 separator already.
+        rest[1..1 + nonce.len()].copy_from_slice(nonce.as_bytes());
+        SipHasher13::new_with_keys(self.k0, self.k1).hash(&buf[..len])
+    }
+
+    /// [`fingerprint`](Self::fingerprint) written piece by piece.
+    fn fingerprint_streamed(&self, key_id: &str, nonce: &str) -> u64 {
         let mut h = SipHasher13::new_with_keys(self.k0, self.k1);
         h.write(&(key_id.len() as u64).to_le_bytes());
         h.write(key_id.as_bytes());
@@ -111,10 +134,9 @@ impl MemoryNonceStore {
         h.finish()
     }
 
-    /// The shard of `(key_id, nonce)`, and the fingerprint bits its entry
-    /// carries (expiry bits zero).
-    fn identity(&self, key_id: &str, nonce: &str) -> (usize, u64) {
-        let fp = self.fingerprint(key_id, nonce);
+    /// The shard of a fingerprint, and the bits its entry carries (expiry
+    /// bits zero).
+    fn identity(fp: u64) -> (usize, u64) {
         // Never all zero bits: 0 marks a free slot.
         ((fp % SHARDS as u64) as usize, (fp & FP_MASK).max(1 << 16))
     }
@@ -166,19 +188,31 @@ impl MemoryNonceStore {
             .is_ok()
     }
 
-    /// Starts loading the table line that
-    /// [`check_and_insert_sync`](Self::check_and_insert_sync) will look at
-    /// for `(key_id, nonce)`.
-    pub fn prefetch(&self, key_id: &str, nonce: &str) {
-        let (idx, id) = self.identity(key_id, nonce);
+    /// Starts loading the table line that a check of `(key_id, nonce)`
+    /// will look at; the answer carries the nonce's fingerprint to that
+    /// check ([`NonceStore::check_and_insert_now`]).
+    pub fn prefetch<'a>(&self, key_id: &'a str, nonce: &'a str) -> PendingNonce<'a> {
+        let fp = self.fingerprint(key_id, nonce);
+        let (idx, id) = Self::identity(fp);
         self.lock(idx).table.prefetch(id);
+        PendingNonce::new(key_id, nonce).with_fingerprint(self.k0, fp)
     }
 
-    /// Synchronous check-and-insert (the trait method wraps this).
+    /// Synchronous check-and-insert (the trait methods wrap this).
     pub fn check_and_insert_sync(
         &self,
         key_id: &str,
         nonce: &str,
+        timestamp: u64,
+        now: u64,
+    ) -> Result<(), ReplayError> {
+        let fp = || self.fingerprint(key_id, nonce);
+        self.check_and_insert_fingerprint(fp, timestamp, now)
+    }
+
+    fn check_and_insert_fingerprint(
+        &self,
+        fingerprint: impl FnOnce() -> u64,
         timestamp: u64,
         now: u64,
     ) -> Result<(), ReplayError> {
@@ -190,7 +224,7 @@ impl MemoryNonceStore {
         if expiry < now || timestamp > now.saturating_add(self.window) {
             return Err(ReplayError::Replayed);
         }
-        let (idx, id) = self.identity(key_id, nonce);
+        let (idx, id) = Self::identity(fingerprint());
         let entry = id | u64::from(self.tick(expiry));
         let now_tick = self.tick(now);
         for attempt in 0..2 {
@@ -242,15 +276,19 @@ impl NonceStore for MemoryNonceStore {
 
     fn check_and_insert_now(
         &self,
-        key_id: &str,
-        nonce: &str,
+        nonce: &PendingNonce<'_>,
         timestamp: u64,
         now: u64,
     ) -> Option<Result<(), ReplayError>> {
-        Some(self.check_and_insert_sync(key_id, nonce, timestamp, now))
+        let fp = || {
+            nonce
+                .fingerprint(self.k0)
+                .unwrap_or_else(|| self.fingerprint(nonce.key_id(), nonce.nonce()))
+        };
+        Some(self.check_and_insert_fingerprint(fp, timestamp, now))
     }
 
-    fn prefetch(&self, key_id: &str, nonce: &str) {
+    fn prefetch<'a>(&self, key_id: &'a str, nonce: &'a str) -> PendingNonce<'a> {
         MemoryNonceStore::prefetch(self, key_id, nonce)
     }
 

@@ -48,29 +48,69 @@ fn insert_then_replay() {
 fn prefetch_is_only_a_hint() {
     let s: Arc<dyn NonceStore> = Arc::new(MemoryNonceStore::new(W, 100_000));
     // On empty tables, then through several doublings.
-    s.prefetch("k", "first");
+    let _ = s.prefetch("k", "first");
     assert_eq!(s.len(), 0);
     for i in 0..20_000 {
         let n = format!("n{i}");
-        s.prefetch("k", &n);
-        assert_eq!(s.check_and_insert_now("k", &n, 1000, 1000), Some(Ok(())));
+        let p = s.prefetch("k", &n);
+        assert_eq!(s.check_and_insert_now(&p, 1000, 1000), Some(Ok(())));
     }
     assert_eq!(s.len(), 20_000);
     for i in (0..20_000).step_by(97) {
         let n = format!("n{i}");
-        s.prefetch("k", &n);
+        let p = s.prefetch("k", &n);
         assert_eq!(
-            s.check_and_insert_now("k", &n, 1000, 1001),
+            s.check_and_insert_now(&p, 1000, 1001),
+            Some(Err(ReplayError::Replayed))
+        );
+        // Without a prefetch, the same answer.
+        assert_eq!(
+            s.check_and_insert_now(&PendingNonce::new("k", &n), 1000, 1001),
             Some(Err(ReplayError::Replayed))
         );
     }
     // A prefetch records nothing.
-    s.prefetch("k", "never checked");
+    let p = s.prefetch("k", "never checked");
     assert_eq!(s.len(), 20_000);
+    assert_eq!(s.check_and_insert_now(&p, 1000, 1001), Some(Ok(())));
+}
+
+#[test]
+fn a_fingerprint_from_another_store_is_not_used() {
+    let a = MemoryNonceStore::new(W, 100);
+    let b = MemoryNonceStore::new(W, 100);
+    assert_eq!(b.check_and_insert_sync("k", "n", 1000, 1000), Ok(()));
+    // `a`'s fingerprint of the same nonce differs (another SipHash key):
+    // used by `b`, it would miss the entry and call the replay fresh.
+    let from_a = a.prefetch("k", "n");
     assert_eq!(
-        s.check_and_insert_now("k", "never checked", 1000, 1001),
-        Some(Ok(()))
+        NonceStore::check_and_insert_now(&b, &from_a, 1000, 1001),
+        Some(Err(ReplayError::Replayed))
     );
+}
+
+#[test]
+fn fingerprints_gathered_or_streamed_agree() {
+    let s = MemoryNonceStore::new(W, 100);
+    let text = "k".repeat(200);
+    // Around the 128-byte gathering limit, and well past it.
+    for (k, n) in [
+        (0, 0),
+        (1, 0),
+        (0, 1),
+        (7, 32),
+        (32, 87),
+        (32, 88),
+        (40, 79),
+        (60, 200),
+    ] {
+        let (key_id, nonce) = (&text[..k], &text[..n]);
+        assert_eq!(
+            s.fingerprint(key_id, nonce),
+            s.fingerprint_streamed(key_id, nonce),
+            "key id {k} bytes, nonce {n} bytes"
+        );
+    }
 }
 
 #[test]
@@ -83,9 +123,10 @@ fn trait_future_path() {
     );
     assert_eq!(s.len(), 1);
     // The answer without a future gives the same result.
-    assert_eq!(s.check_and_insert_now("k", "m", 50, 60), Some(Ok(())));
+    let m = PendingNonce::new("k", "m");
+    assert_eq!(s.check_and_insert_now(&m, 50, 60), Some(Ok(())));
     assert_eq!(
-        s.check_and_insert_now("k", "m", 50, 60),
+        s.check_and_insert_now(&m, 50, 60),
         Some(Err(ReplayError::Replayed))
     );
     assert_eq!(

@@ -33,8 +33,7 @@ pub trait NonceStore: Send + Sync + 'static {
     /// future. `None`: await `check_and_insert`.
     fn check_and_insert_now(
         &self,
-        _key_id: &str,
-        _nonce: &str,
+        _nonce: &PendingNonce<'_>,
         _timestamp: u64,
         _now: u64,
     ) -> Option<Result<(), ReplayError>> {
@@ -45,7 +44,11 @@ pub trait NonceStore: Send + Sync + 'static {
     /// store starts loading the line of its table that the check will
     /// touch, so that the load (a memory access once the store outgrows
     /// the caches) overlaps the signature check instead of following it.
-    fn prefetch(&self, _key_id: &str, _nonce: &str) {}
+    /// What it worked out on the way (the nonce's fingerprint) travels in
+    /// the answer, for [`check_and_insert_now`](Self::check_and_insert_now).
+    fn prefetch<'a>(&self, key_id: &'a str, nonce: &'a str) -> PendingNonce<'a> {
+        PendingNonce::new(key_id, nonce)
+    }
 
     /// Live entries (approximate).
     fn len(&self) -> usize;
@@ -57,6 +60,52 @@ pub trait NonceStore: Send + Sync + 'static {
     /// Drop what has expired by `now`; stores that expire by themselves
     /// (Redis) need not do anything.
     fn purge(&self, _now: u64) {}
+}
+
+/// A nonce about to be checked, with what the store's
+/// [`prefetch`](NonceStore::prefetch) worked out about it: the memory
+/// store's fingerprint of it, tagged with the store it belongs to, so that
+/// the check does not hash the nonce a second time. Only this module and
+/// the stores can attach one, and the key id and nonce cannot be changed
+/// once it is attached; a store ignores a fingerprint it did not make.
+#[derive(Clone, Copy, Debug)]
+pub struct PendingNonce<'a> {
+    key_id: &'a str,
+    nonce: &'a str,
+    /// (the store's tag, its fingerprint of `key_id` and `nonce`)
+    fingerprint: Option<(u64, u64)>,
+}
+
+impl<'a> PendingNonce<'a> {
+    /// A nonce with nothing worked out yet.
+    pub fn new(key_id: &'a str, nonce: &'a str) -> Self {
+        PendingNonce {
+            key_id,
+            nonce,
+            fingerprint: None,
+        }
+    }
+
+    pub fn key_id(&self) -> &'a str {
+        self.key_id
+    }
+
+    pub fn nonce(&self) -> &'a str {
+        self.nonce
+    }
+
+    fn with_fingerprint(self, store: u64, fingerprint: u64) -> Self {
+        PendingNonce {
+            fingerprint: Some((store, fingerprint)),
+            ..self
+        }
+    }
+
+    /// The fingerprint the store tagged `store` attached, if it did.
+    fn fingerprint(&self, store: u64) -> Option<u64> {
+        self.fingerprint
+            .and_then(|(tag, fp)| (tag == store).then_some(fp))
+    }
 }
 
 /// Nonce store outcome other than success.

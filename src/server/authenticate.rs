@@ -303,7 +303,7 @@ async fn oauth1_verify(
         None
     };
     // The nonce store's line loads while the signature is computed.
-    gw.replay.prefetch(&key.id, &params.nonce);
+    let pending = gw.replay.prefetch(&key.id, &params.nonce);
     oauth1::verify_keyed(
         &signed,
         &params,
@@ -318,7 +318,7 @@ async fn oauth1_verify(
     replay::check_timestamp(params.timestamp, now_u, window, gw.started_at)?;
     key.check_usable(now)?;
     let store = &gw.replay;
-    match store.check_and_insert_now(&key.id, &params.nonce, params.timestamp, now_u) {
+    match store.check_and_insert_now(&pending, params.timestamp, now_u) {
         Some(answer) => answer?,
         None => {
             store
