@@ -94,6 +94,45 @@ async fn http1_client_that_stops_reading_is_cut_off() {
     stall_and_expect_cut(&gw, &up, s, request.as_bytes()).await;
 }
 
+/// A client that stops reading is reset, not closed: the gateway's end of
+/// the connection is gone from the kernel at once, instead of lingering
+/// in FIN_WAIT1 with the unread answer queued while the client answers the
+/// kernel's zero-window probes, and the client's next reads end in
+/// "connection reset".
+#[tokio::test]
+async fn a_client_cut_off_is_reset_and_its_unread_data_dropped() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(&config(&up));
+    let mut s = connect(&gw, &[b"http/1.1"]).await;
+    let client = s.get_ref().0.local_addr().unwrap();
+    let request = format!("GET /big/{BIG} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    // Cut after 1 s of stalled writes (send_timeout), well within this.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut last = tcp_entry(gw.https, client);
+    while last.is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        last = tcp_entry(gw.https, client);
+    }
+    assert!(
+        last.is_none(),
+        "the gateway's end of the cut connection is still there: {last:?}"
+    );
+    // What the client's kernel had received can still be read; then the
+    // reset, not an end of stream.
+    let mut buf = vec![0u8; 1 << 20];
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Err(_) => panic!("the connection stayed open"),
+            Ok(Ok(0)) => break None,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => break Some(e.kind()),
+        }
+    };
+    assert_eq!(end, Some(std::io::ErrorKind::ConnectionReset));
+    still_serves(&gw).await;
+}
+
 fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
     out.extend_from_slice(&[kind, flags]);

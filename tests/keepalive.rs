@@ -6,40 +6,8 @@
 
 mod common;
 use common::*;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// The timer of the TCP socket from `local` to `remote`, as
-/// `/proc/net/tcp` shows it: which timer runs (2: keepalive) and in how
-/// many clock ticks (1/100 s) it fires.
-fn socket_timer(local: SocketAddr, remote: SocketAddr) -> Option<(u32, u64)> {
-    // `0100007F:1F90`: the address as the kernel's u32 in host order, the
-    // port big-endian, both in hex.
-    let hex = |a: SocketAddr| {
-        let SocketAddr::V4(a) = a else {
-            panic!("{a} is not IPv4")
-        };
-        format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(a.ip().octets()),
-            a.port()
-        )
-    };
-    let (local, remote) = (hex(local), hex(remote));
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || f[1] != local || f[2] != remote {
-            return None;
-        }
-        let (timer, when) = f[5].split_once(':')?;
-        Some((
-            u32::from_str_radix(timer, 16).ok()?,
-            u64::from_str_radix(when, 16).ok()?,
-        ))
-    })
-}
 
 async fn keepalive_timer_runs(alpn: &[u8]) {
     let up = Upstream::start().await;
@@ -65,7 +33,7 @@ async fn keepalive_timer_runs(alpn: &[u8]) {
     // Whatever was in flight is acknowledged well within this.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let client = s.get_ref().0.local_addr().unwrap();
-    let (timer, when) = socket_timer(gw.https, client)
+    let TcpEntry { timer, when, .. } = tcp_entry(gw.https, client)
         .expect("the gateway's end of the connection is in /proc/net/tcp");
     assert_eq!(
         timer, 2,

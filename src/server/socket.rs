@@ -13,7 +13,7 @@
 //! A write that cannot proceed (the client stopped reading and the kernel's
 //! send buffer is full) arms a timer; the next write that proceeds disarms
 //! it. If it fires first, writes fail with `TimedOut` and the connection
-//! ends, whichever protocol it speaks. Without it a client that asked for
+//! ends with a reset (RST), whichever protocol it speaks. Without it a client that asked for
 //! a large answer and never read held its connection, the upstream's and
 //! their buffers for good. Only a write that waits costs anything: the
 //! timer is allocated at the first and reset at the later ones.
@@ -68,10 +68,20 @@ impl ClientSocket {
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no data for limits.send_timeout",
-            ))),
+            Poll::Ready(()) => {
+                // Reset rather than close: closed, the socket would keep
+                // what the client left unread (up to the send buffer, some
+                // MiB) as an orphan in FIN_WAIT1 for as long as the client
+                // answers the kernel's zero-window probes, no longer counted
+                // by `max_connections`. With a zero linger the close sends
+                // RST and frees it at once (nginx's
+                // `reset_timedout_connection`).
+                let _ = socket2::SockRef::from(&self.tcp).set_linger(Some(Duration::ZERO));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client took no data for limits.send_timeout",
+                )))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

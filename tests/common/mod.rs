@@ -56,6 +56,51 @@ pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
     (s, addr)
 }
 
+/// One TCP socket as `/proc/net/tcp` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpEntry {
+    /// The kernel's state number (1 ESTABLISHED, 4 FIN_WAIT1, ...).
+    pub state: u8,
+    /// Bytes sent and not yet acknowledged by the peer.
+    pub tx_queue: u64,
+    /// Which timer runs (0 none, 1 retransmit or probe, 2 keepalive...).
+    pub timer: u32,
+    /// When it fires, in clock ticks (1/100 s).
+    pub when: u64,
+}
+
+/// The TCP socket from `local` to `remote` (IPv4), if the kernel lists one.
+pub fn tcp_entry(local: SocketAddr, remote: SocketAddr) -> Option<TcpEntry> {
+    // `0100007F:1F90`: the address as the kernel's u32 in host order, the
+    // port big-endian, both in hex.
+    let hex = |a: SocketAddr| {
+        let SocketAddr::V4(a) = a else {
+            panic!("{a} is not IPv4")
+        };
+        format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        )
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || f[1] != local || f[2] != remote {
+            return None;
+        }
+        let (tx, _rx) = f[4].split_once(':')?;
+        let (timer, when) = f[5].split_once(':')?;
+        Some(TcpEntry {
+            state: u8::from_str_radix(f[3], 16).ok()?,
+            tx_queue: u64::from_str_radix(tx, 16).ok()?,
+            timer: u32::from_str_radix(timer, 16).ok()?,
+            when: u64::from_str_radix(when, 16).ok()?,
+        })
+    })
+}
+
 // ---------------------------------------------------------------- upstream
 
 /// One request as the upstream received it.
