@@ -206,13 +206,12 @@ impl MemoryNonceStore {
         timestamp: u64,
         now: u64,
     ) -> Result<(), ReplayError> {
-        let fp = || self.fingerprint(key_id, nonce);
-        self.check_and_insert_fingerprint(fp, timestamp, now)
+        self.check_and_insert_fingerprint(self.fingerprint(key_id, nonce), timestamp, now)
     }
 
     fn check_and_insert_fingerprint(
         &self,
-        fingerprint: impl FnOnce() -> u64,
+        fingerprint: u64,
         timestamp: u64,
         now: u64,
     ) -> Result<(), ReplayError> {
@@ -224,7 +223,7 @@ impl MemoryNonceStore {
         if expiry < now || timestamp > now.saturating_add(self.window) {
             return Err(ReplayError::Replayed);
         }
-        let (idx, id) = Self::identity(fingerprint());
+        let (idx, id) = Self::identity(fingerprint);
         let entry = id | u64::from(self.tick(expiry));
         let now_tick = self.tick(now);
         for attempt in 0..2 {
@@ -280,11 +279,9 @@ impl NonceStore for MemoryNonceStore {
         timestamp: u64,
         now: u64,
     ) -> Option<Result<(), ReplayError>> {
-        let fp = || {
-            nonce
-                .fingerprint(self.k0)
-                .unwrap_or_else(|| self.fingerprint(nonce.key_id(), nonce.nonce()))
-        };
+        let fp = nonce
+            .fingerprint(self.k0)
+            .unwrap_or_else(|| self.fingerprint(nonce.key_id(), nonce.nonce()));
         Some(self.check_and_insert_fingerprint(fp, timestamp, now))
     }
 

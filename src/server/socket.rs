@@ -13,10 +13,11 @@
 //! A write that cannot proceed (the client stopped reading and the kernel's
 //! send buffer is full) arms a timer; the next write that proceeds disarms
 //! it. If it fires first, writes fail with `TimedOut` and the connection
-//! ends with a reset (RST), whichever protocol it speaks. Without it a client that asked for
-//! a large answer and never read held its connection, the upstream's and
-//! their buffers for good. Only a write that waits costs anything: the
-//! timer is allocated at the first and reset at the later ones.
+//! ends with a reset (RST), whichever protocol it speaks. Without it a
+//! client that asked for a large answer and never read held its
+//! connection, the upstream's and their buffers for good. Only a write
+//! that waits costs anything: the timer is allocated at the first and
+//! reset at the later ones.
 //!
 //! It watches the socket only. An HTTP/2 client that keeps reading but
 //! grants one stream no more flow-control window (no WINDOW_UPDATE) leaves
