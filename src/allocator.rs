@@ -16,7 +16,7 @@
 //! later allocation of that size takes the slow path too. Under callgrind
 //! that cost about 850 instructions a request (4 such allocations a
 //! request, about 160 instructions each, against about 20 for `mi_malloc`'s
-//! fast path): BENCHMARKS.md, "2026-11-25, 04:00".
+//! fast path): BENCHMARKS.md, "2026-11-25, 03:50–04:40".
 //!
 //! So: `mi_malloc`, `mi_zalloc` and `mi_realloc` when their guarantee covers
 //! the layout, mimalloc's aligned calls otherwise. This is the test Rust's
