@@ -542,7 +542,7 @@ def main():
                 raise SystemExit(f"{name}: only {r['connections_resumed']} of {r['connections_opened']} handshakes resumed")
         log("all targets answer as expected")
 
-        results = {t[0]: {"rps": [], "cpu_us": [], "p50": [], "p99": [], "window_p99": [], "steal_ms": [], "wait_ms": [], "rate_errors": [], "behind": []} for t in ts}
+        results = {t[0]: {"rps": [], "cpu_us": [], "cpu_rounds": [], "p50": [], "p99": [], "window_p99": [], "steal_ms": [], "wait_ms": [], "rate_errors": [], "behind": []} for t in ts}
         rate = args.rate
         for rnd in range(args.rounds):
             order = ts if rnd % 2 == 0 else list(reversed(ts))
@@ -555,6 +555,9 @@ def main():
                 res["rps"].append(r["rps"])
                 if pid and r["requests"]:
                     res["cpu_us"].append((c1 - c0) / 1000 / r["requests"])
+                # Round by round (None where a round had no figure), for
+                # the ratios to the reference in the same round.
+                res["cpu_rounds"].append((c1 - c0) / 1000 / r["requests"] if pid and r["requests"] else None)
                 if r["errors"]:
                     log(f"  {name}: {r['errors']} errors {r['status']}")
                 log(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s" + (f", {res['cpu_us'][-1]:.1f} µs CPU/req" if pid else ""))
@@ -705,6 +708,23 @@ def report(args, results, rate, mem):
             return None
         return results.get(NGINX_H2_OAUTH if "HTTP/2" in name else NGINX_OAUTH)
 
+    # The CPU ratio to a reference round by round: each round's row
+    # against the reference measured in the same round (minutes apart at
+    # most), the median and range of those ratios. On a shared VM whose
+    # speed drifts between stretches this pairs like with like, where the
+    # ratio of two medians can pair a fast round of one with a slow round
+    # of the other.
+    def paired(v, ref):
+        if not ref:
+            return None
+        rs = [a / b for a, b in zip(v["cpu_rounds"], ref["cpu_rounds"]) if a and b]
+        return [round(x, 2) for x in median_range(rs)] if rs else None
+
+    def haproxy_of(name):
+        if not name.startswith("portcullis jwt"):
+            return None
+        return next((results.get(f"HAProxy jwt_verify {alg}") for alg in HAPROXY_PORTS if alg in name), None)
+
     d_p99 = statistics.median(direct["p99"])
     d_wp99 = statistics.median(direct["window_p99"]) if direct["window_p99"] else None
     rows = []
@@ -732,6 +752,10 @@ def report(args, results, rate, mem):
             "rps_vs_nginx_same_log": round(rps[0] / statistics.median(ref["rps"]), 2) if ref else None,
             "cpu_vs_nginx_same_requests": round(cpu[0] / statistics.median(req_ref["cpu_us"]), 2) if cpu and req_ref else None,
             "rps_vs_nginx_same_requests": round(rps[0] / statistics.median(req_ref["rps"]), 2) if req_ref else None,
+            "cpu_us_rounds": [round(x, 2) if x else None for x in v["cpu_rounds"]],
+            "cpu_paired_vs_nginx_same_log": paired(v, ref) if name.startswith("portcullis") else None,
+            "cpu_paired_vs_nginx_same_requests": paired(v, req_ref),
+            "cpu_paired_vs_haproxy": paired(v, haproxy_of(name)),
             "p50_us": round(p50) if p50 is not None else None, "p99_us": round(p99) if p99 is not None else None,
             "added_p99_us": round(p99 - d_p99) if p99 is not None else None,
             "p99_rounds_us": v["p99"],
@@ -774,6 +798,20 @@ def report(args, results, rate, mem):
             f"{dash(r['cpu_vs_nginx'])} | {same} | {dash(r['p50_us'])} | {dash(r['p99_us'])} | {dash(r['added_p99_us'])} | "
             f"{dash(r['p99_window_median_us'])} | {dash(r['added_p99_window_median_us'])} |"
         )
+    lines += ["", "CPU against the reference in the same round (each round's ratio; median, and range over the rounds):", ""]
+    for r in rows:
+        parts = []
+        how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
+               NGINX_NEW_RSA: "log off, new connections, RSA",
+               NGINX_RESUMED: "log off, resumed"}.get(r["same_log_as"], "log off")
+        for key, what in (("cpu_paired_vs_nginx_same_log", f"nginx ({how})"),
+                          ("cpu_paired_vs_nginx_same_requests", "nginx sent the same requests"),
+                          ("cpu_paired_vs_haproxy", "HAProxy, same algorithm")):
+            if r[key]:
+                med, lo, hi = r[key]
+                parts.append(f"{med} ({lo}–{hi}) against {what}")
+        if parts:
+            lines.append(f"- {r['target']}: " + "; ".join(parts))
     lines += ["", "p99 µs per round (in brackets: the host's steal time during the run, and the ms the proxy was", "runnable but waiting for its core):", ""]
     for r in rows:
         if not r["p99_rounds_us"]:
