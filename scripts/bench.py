@@ -466,6 +466,11 @@ def dash(x):
     return "–" if x is None else x
 
 
+# How each reference nginx differs, in the report's words.
+SAME_LOG_LABEL = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
+                  NGINX_NEW_RSA: "log off, new connections, RSA", NGINX_RESUMED: "log off, resumed"}
+
+
 def median_range(xs):
     return statistics.median(xs), min(xs), max(xs)
 
@@ -553,11 +558,12 @@ def main():
                 c1 = cpu_ns(pid) if pid else 0
                 res = results[name]
                 res["rps"].append(r["rps"])
-                if pid and r["requests"]:
-                    res["cpu_us"].append((c1 - c0) / 1000 / r["requests"])
+                cpu = (c1 - c0) / 1000 / r["requests"] if pid and r["requests"] else None
+                if cpu is not None:
+                    res["cpu_us"].append(cpu)
                 # Round by round (None where a round had no figure), for
                 # the ratios to the reference in the same round.
-                res["cpu_rounds"].append((c1 - c0) / 1000 / r["requests"] if pid and r["requests"] else None)
+                res["cpu_rounds"].append(cpu)
                 if r["errors"]:
                     log(f"  {name}: {r['errors']} errors {r['status']}")
                 log(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s" + (f", {res['cpu_us'][-1]:.1f} µs CPU/req" if pid else ""))
@@ -787,9 +793,7 @@ def report(args, results, rate, mem):
         cpu = f"{r['cpu_us_median']} ({r['cpu_us_min']}–{r['cpu_us_max']})" if r["cpu_us_median"] is not None else "–"
         same = "–"
         if r["same_log_as"] and r["target"] not in (NGINX, NGINX_LOG, NGINX_H2, NGINX_NEW, NGINX_NEW_RSA, NGINX_RESUMED):
-            how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
-                   NGINX_NEW_RSA: "log off, new connections, RSA",
-                   NGINX_RESUMED: "log off, resumed"}.get(r["same_log_as"], "log off")
+            how = SAME_LOG_LABEL.get(r["same_log_as"], "log off")
             same = f"{r['cpu_vs_nginx_same_log']}, {r['rps_vs_nginx_same_log']} ({how})"
             if r["cpu_vs_nginx_same_requests"] is not None:
                 same += f"; {r['cpu_vs_nginx_same_requests']}, {r['rps_vs_nginx_same_requests']} (same requests)"
@@ -801,9 +805,7 @@ def report(args, results, rate, mem):
     lines += ["", "CPU against the reference in the same round (each round's ratio; median, and range over the rounds):", ""]
     for r in rows:
         parts = []
-        how = {NGINX_LOG: "log on", NGINX_H2: "log off, HTTP/2", NGINX_NEW: "log off, new connections",
-               NGINX_NEW_RSA: "log off, new connections, RSA",
-               NGINX_RESUMED: "log off, resumed"}.get(r["same_log_as"], "log off")
+        how = SAME_LOG_LABEL.get(r["same_log_as"], "log off")
         for key, what in (("cpu_paired_vs_nginx_same_log", f"nginx ({how})"),
                           ("cpu_paired_vs_nginx_same_requests", "nginx sent the same requests"),
                           ("cpu_paired_vs_haproxy", "HAProxy, same algorithm")):
