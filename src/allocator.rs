@@ -37,10 +37,11 @@ use libmimalloc_sys as mi;
 /// any smaller size's largest power of two up to 8.
 const MALLOC_ALIGN: usize = 16;
 
-/// Whether plain `mi_malloc(layout.size())` is aligned enough for `layout`.
+/// Whether plain `mi_malloc(size)` is aligned enough for a block of `size`
+/// bytes that must be aligned to `align`.
 #[inline]
-fn malloc_aligns(layout: Layout) -> bool {
-    layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size()
+fn malloc_aligns(size: usize, align: usize) -> bool {
+    align <= MALLOC_ALIGN && align <= size
 }
 
 /// mimalloc as the global allocator.
@@ -57,7 +58,7 @@ unsafe impl GlobalAlloc for Mimalloc {
         // SAFETY: mimalloc's allocation calls take any size and alignment
         // (the alignment is a power of two, as `Layout` guarantees).
         unsafe {
-            if malloc_aligns(layout) {
+            if malloc_aligns(layout.size(), layout.align()) {
                 mi::mi_malloc(layout.size()).cast()
             } else {
                 mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
@@ -69,7 +70,7 @@ unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
         unsafe {
-            if malloc_aligns(layout) {
+            if malloc_aligns(layout.size(), layout.align()) {
                 mi::mi_zalloc(layout.size()).cast()
             } else {
                 mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
@@ -86,11 +87,10 @@ unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller passes a pointer this allocator returned for
-        // `layout`, and a non-zero `new_size`; the new block keeps
+        // `layout`, and a non-zero `new_size`. The new block keeps
         // `layout`'s alignment, so the test is made with the new size.
         unsafe {
-            let new = Layout::from_size_align_unchecked(new_size, layout.align());
-            if malloc_aligns(new) {
+            if malloc_aligns(new_size, layout.align()) {
                 mi::mi_realloc(ptr.cast::<c_void>(), new_size).cast()
             } else {
                 mi::mi_realloc_aligned(ptr.cast::<c_void>(), new_size, layout.align()).cast()
