@@ -33,8 +33,8 @@ use libmimalloc_sys as mi;
 /// builds it with the default). Like a C `malloc`, `mi_malloc(size)`
 /// returns memory aligned to this for any `size` of at least this (every
 /// block of a size class of 16 bytes or more is: mimalloc 3 asserts it in
-/// `mi_page_malloc_zero`, src/alloc.c), and at least to the machine word, which covers
-/// any smaller size's largest power of two up to 8.
+/// `mi_page_malloc_zero`, src/alloc.c), and at least to the machine word,
+/// which covers any smaller size's largest power of two up to 8.
 const MALLOC_ALIGN: usize = 16;
 
 /// Whether plain `mi_malloc(size)` is aligned enough for a block of `size`
