@@ -698,6 +698,10 @@ def report(args, results, rate, mem):
     new_rsa = results.get(NGINX_NEW_RSA)
     resumed = results.get(NGINX_RESUMED)
 
+    # Whether a gateway row writes the access log.
+    def logs(name):
+        return "access log off" not in name and args.log_level == "info"
+
     def same_log(name):
         if name.startswith("portcullis") and "HTTP/2" in name:
             return h2
@@ -707,7 +711,7 @@ def report(args, results, rate, mem):
             return resumed
         if name.startswith("portcullis") and "new connection" in name:
             return new
-        if name.startswith("portcullis") and "access log off" not in name and args.log_level == "info":
+        if name.startswith("portcullis") and logs(name):
             return logging
         if name.startswith("portcullis") or name == NGINX:
             return nginx
@@ -719,7 +723,7 @@ def report(args, results, rate, mem):
             return None
         if "HTTP/2" in name:
             return results.get(NGINX_H2_OAUTH)
-        if "access log off" not in name and args.log_level == "info":
+        if logs(name):
             return results.get(NGINX_LOG_OAUTH)
         return results.get(NGINX_OAUTH)
 
