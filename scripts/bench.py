@@ -484,7 +484,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=8, help="seconds per closed-loop run")
-    ap.add_argument("--rate-duration", type=int, default=8, help="seconds per fixed-rate run")
+    ap.add_argument("--rate-duration", type=int, default=8,
+                    help="seconds per fixed-rate run (0: no fixed-rate runs, CPU and req/s only, for many rounds)")
     ap.add_argument("--window", type=float, default=1.0, help="seconds per latency window within a fixed-rate run (0: no windows)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--rate", type=int, default=0, help="fixed rate for the latency runs (0: 60%% of the slowest target in round 1, at most 10000)")
@@ -572,6 +573,8 @@ def main():
                 if r["errors"]:
                     log(f"  {name}: {r['errors']} errors {r['status']}")
                 log(f"round {rnd + 1} {name}: {r['rps']:.0f} req/s" + (f", {res['cpu_us'][-1]:.1f} µs CPU/req" if pid else ""))
+            if args.rate_duration == 0:
+                continue
             if rate == 0:
                 slowest = min(statistics.median(results[t[0]]["rps"]) for t in ts if NEW_CONNECTION not in t[4])
                 rate = max(1000, min(10000, int(slowest * 0.6) // 500 * 500))
@@ -737,14 +740,20 @@ def report(args, results, rate, mem):
         if not ref:
             return None
         rs = [a / b for a, b in zip(v["cpu_rounds"], ref["cpu_rounds"]) if a and b]
-        return [round(x, 2) for x in median_range(rs)] if rs else None
+        if not rs:
+            return None
+        # [median, min, max, lower quartile, upper quartile, rounds above
+        # 1.0, rounds]: with many rounds the middle half says more than
+        # the range, which one stalled round sets.
+        q1, _, q3 = statistics.quantiles(rs, n=4, method="inclusive") if len(rs) > 1 else (rs[0],) * 3
+        return [round(x, 2) for x in (*median_range(rs), q1, q3)] + [sum(x > 1 for x in rs), len(rs)]
 
     def haproxy_of(name):
         if not name.startswith("portcullis jwt"):
             return None
         return next((results.get(f"HAProxy jwt_verify {alg}") for alg in HAPROXY_PORTS if alg in name), None)
 
-    d_p99 = statistics.median(direct["p99"])
+    d_p99 = statistics.median(direct["p99"]) if direct["p99"] else None
     d_wp99 = statistics.median(direct["window_p99"]) if direct["window_p99"] else None
     rows = []
     for name, v in results.items():
@@ -776,7 +785,7 @@ def report(args, results, rate, mem):
             "cpu_paired_vs_nginx_same_requests": paired(v, req_ref),
             "cpu_paired_vs_haproxy": paired(v, haproxy_of(name)),
             "p50_us": round(p50) if p50 is not None else None, "p99_us": round(p99) if p99 is not None else None,
-            "added_p99_us": round(p99 - d_p99) if p99 is not None else None,
+            "added_p99_us": round(p99 - d_p99) if p99 is not None and d_p99 is not None else None,
             "p99_rounds_us": v["p99"],
             "p99_window_median_us": round(wp99) if wp99 is not None else None,
             "added_p99_window_median_us": round(wp99 - d_wp99) if wp99 is not None and d_wp99 is not None else None,
@@ -799,7 +808,7 @@ def report(args, results, rate, mem):
     out = {"machine": machine, "rows": rows, "memory": mem}
     (OUT / "results.json").write_text(json.dumps(out, indent=2))
     lines = [
-        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | × nginx, same logging: CPU, req/s | p50 µs @ {rate}/s | p99 µs | added p99 µs | p99 µs, median of {args.window:g} s windows | added |",
+        f"| target | req/s median (range) | × nginx | CPU µs/req median (range) | × nginx | × nginx, same logging: CPU, req/s | p50 µs {f'@ {rate}/s' if args.rate_duration else '(no fixed-rate runs)'} | p99 µs | added p99 µs | p99 µs, median of {args.window:g} s windows | added |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -823,11 +832,13 @@ def report(args, results, rate, mem):
                           ("cpu_paired_vs_nginx_same_requests", f"nginx ({how}) sent the same requests"),
                           ("cpu_paired_vs_haproxy", "HAProxy, same algorithm")):
             if r[key]:
-                med, lo, hi = r[key]
-                parts.append(f"{med} ({lo}–{hi}) against {what}")
+                med, lo, hi, q1, q3, above, n = r[key]
+                parts.append(f"{med} (range {lo}–{hi}, middle half {q1}–{q3}, above 1.0 in {above} of {n} rounds) against {what}")
         if parts:
             lines.append(f"- {r['target']}: " + "; ".join(parts))
-    lines += ["", "p99 µs per round (in brackets: the host's steal time during the run, and the ms the proxy was", "runnable but waiting for its core):", ""]
+    if args.rate_duration:
+        lines += ["", "p99 µs per round (in brackets: the host's steal time during the run, and the ms the proxy was",
+                  "runnable but waiting for its core):", ""]
     for r in rows:
         if not r["p99_rounds_us"]:
             continue
