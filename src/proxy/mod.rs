@@ -61,11 +61,16 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 /// zero-sized body, which boxes without an allocation.
 pub fn incoming(b: Incoming) -> Body {
     if b.is_end_stream() {
-        return http_body_util::Empty::new()
-            .map_err(|never| match never {})
-            .boxed();
+        return empty();
     }
     b.map_err(BoxError::from).boxed()
+}
+
+/// No body: zero-sized, boxed without an allocation.
+pub fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 struct Idle {

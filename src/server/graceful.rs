@@ -36,10 +36,7 @@ impl Shutdown {
 
     /// A handle for one connection (made before its task is spawned).
     pub(crate) fn watcher(&self) -> Watcher {
-        Watcher {
-            rx: self.tx.subscribe(),
-            begun: self.begun.clone(),
-        }
+        Watcher::new(self.tx.subscribe(), self.begun.clone())
     }
 
     /// Tells every watched connection to finish, then waits for them all.
@@ -61,16 +58,21 @@ impl Drop for Shutdown {
 
 /// Watches one connection for a [`Shutdown`].
 pub(crate) struct Watcher {
-    rx: watch::Receiver<()>,
+    /// Ready when shutdown has begun; `None` once it was.
+    signal: Option<Signal>,
+    /// The waker `signal` was last polled with.
+    registered: Option<Waker>,
     begun: Arc<AtomicBool>,
+    /// The receiver, kept until the connection ends, so that shutdown
+    /// waits for it.
+    _guard: Option<watch::Receiver<()>>,
 }
 
+type Signal = Pin<Box<dyn Future<Output = watch::Receiver<()>> + Send>>;
+
 impl Watcher {
-    /// `conn`, told to finish when [`Shutdown::shutdown`] is called.
-    pub(crate) fn watch<C: GracefulConnection>(self, conn: C) -> Watched<C> {
-        let Watcher { mut rx, begun } = self;
-        Watched {
-            conn: Box::pin(conn),
+    fn new(mut rx: watch::Receiver<()>, begun: Arc<AtomicBool>) -> Watcher {
+        Watcher {
             signal: Some(Box::pin(async move {
                 let _ = rx.changed().await;
                 rx
@@ -80,21 +82,54 @@ impl Watcher {
             _guard: None,
         }
     }
-}
 
-type Signal = Pin<Box<dyn Future<Output = watch::Receiver<()>> + Send>>;
+    /// Ready once shutdown has begun (and from then on). The task's waker
+    /// is registered with the channel at the first call and again only
+    /// when it changes; after that the channel is looked at only once the
+    /// shared flag says shutdown has begun.
+    pub(crate) fn poll_begun(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(signal) = self.signal.as_mut() else {
+            return Poll::Ready(());
+        };
+        let same_waker = self
+            .registered
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if !same_waker || self.begun.load(Ordering::SeqCst) {
+            if !same_waker {
+                self.registered = Some(cx.waker().clone());
+            }
+            if let Poll::Ready(rx) = signal.as_mut().poll(cx) {
+                self._guard = Some(rx);
+                self.signal = None;
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Whether shutdown has begun, without registering for it.
+    pub(crate) fn begun(&self) -> bool {
+        self.signal.is_none() || self.begun.load(Ordering::SeqCst)
+    }
+
+    /// `conn`, told to finish when [`Shutdown::shutdown`] is called (at
+    /// once if it already was).
+    pub(crate) fn watch<C: GracefulConnection>(self, conn: C) -> Watched<C> {
+        Watched {
+            conn: Box::pin(conn),
+            watcher: self,
+            told: false,
+        }
+    }
+}
 
 /// A connection watched by a [`Shutdown`].
 pub(crate) struct Watched<C> {
     conn: Pin<Box<C>>,
-    /// Ready when shutdown has begun; `None` once it was.
-    signal: Option<Signal>,
-    /// The waker `signal` was last polled with.
-    registered: Option<Waker>,
-    begun: Arc<AtomicBool>,
-    /// The receiver, kept until the connection ends, so that shutdown
-    /// waits for it.
-    _guard: Option<watch::Receiver<()>>,
+    watcher: Watcher,
+    /// Whether the connection was told to finish.
+    told: bool,
 }
 
 impl<C: GracefulConnection> Watched<C> {
@@ -110,21 +145,9 @@ impl<C: GracefulConnection> Future for Watched<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
         let this = self.get_mut();
-        if let Some(signal) = this.signal.as_mut() {
-            let same_waker = this
-                .registered
-                .as_ref()
-                .is_some_and(|w| w.will_wake(cx.waker()));
-            if !same_waker || this.begun.load(Ordering::SeqCst) {
-                if !same_waker {
-                    this.registered = Some(cx.waker().clone());
-                }
-                if let Poll::Ready(rx) = signal.as_mut().poll(cx) {
-                    this._guard = Some(rx);
-                    this.signal = None;
-                    this.conn.as_mut().graceful_shutdown();
-                }
-            }
+        if !this.told && this.watcher.poll_begun(cx).is_ready() {
+            this.told = true;
+            this.conn.as_mut().graceful_shutdown();
         }
         this.conn.as_mut().poll(cx)
     }

@@ -4,6 +4,7 @@
 mod authenticate;
 mod framing;
 mod graceful;
+mod h1;
 mod pipeline;
 mod redirect;
 mod socket;
@@ -357,6 +358,20 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
             // ALPN speaks HTTP/1.1: HTTP/2 over TLS is only ever negotiated
             // (RFC 9113, section 3.2), so nothing is sniffed.
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let mut watcher = watcher;
+            // HTTP/1.1: this loop first, hyper from the first request it
+            // leaves to hyper (see [`h1`]).
+            let mut tls = tls;
+            let mut handed = None;
+            if !h2 {
+                match h1::serve(&mut tls, &gw, peer, &limits, &mut watcher).await {
+                    h1::Ending::Closed => {
+                        gw.metrics.connections.dec();
+                        return;
+                    }
+                    h1::Ending::HandOff(read) => handed = Some(read),
+                }
+            }
             let svc_gw = gw.clone();
             let verdicts = framing::Verdicts::default();
             let conn_verdicts = verdicts.clone();
@@ -388,22 +403,31 @@ async fn accept_https(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::
                 // instructions a request fewer over HTTP/2, 840 over
                 // HTTP/1.
                 Counted {
-                    answer: Box::pin(handle(svc_gw.clone(), peer, conn_verdicts.next(), req)),
+                    answer: Box::pin(handle(
+                        svc_gw.clone(),
+                        peer,
+                        conn_verdicts.next(),
+                        req.map(crate::proxy::incoming),
+                    )),
                     _in_flight: in_flight,
                     watch,
                 }
             });
-            let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
             let first = limits.header_read_timeout;
-            let result = if h2 {
+            let result = if let Some(read) = handed {
+                let io = TokioIo::new(framing::FramingGuard::new(
+                    h1::Rewind::new(tls, read),
+                    verdicts,
+                ));
+                let conn = watcher.watch(http1_builder(&limits).serve_connection(io, svc));
+                serve_client(conn, &dispatched, first, None).await
+            } else {
+                let io = TokioIo::new(framing::FramingGuard::new(tls, verdicts));
                 let conn = watcher.watch(
                     http2_builder(&limits, next_watch.unwrap_or_default())
                         .serve_connection(io, svc),
                 );
                 serve_client(conn, &dispatched, first, activity.as_deref()).await
-            } else {
-                let conn = watcher.watch(http1_builder(&limits).serve_connection(io, svc));
-                serve_client(conn, &dispatched, first, None).await
             };
             let Some(result) = result else {
                 tracing::debug!(%peer, "no request within header_read_timeout; closing");

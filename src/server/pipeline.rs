@@ -13,7 +13,6 @@ use crate::routes::{host_without_port, Route};
 use crate::state::{Gateway, Snapshot};
 use http::header::{CONTENT_LENGTH, DATE, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,11 +34,13 @@ struct Outcome<'s> {
 
 /// `ambiguous` is the framing guard's verdict for this request: its head had
 /// `Content-Length` twice or beside `Transfer-Encoding`.
+/// The request's body is hyper's (see [`proxy::incoming`]) or, from
+/// [`super::h1`], empty.
 pub async fn handle(
     gw: Arc<Gateway>,
     peer: SocketAddr,
     ambiguous: bool,
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<Response<Body>, Infallible> {
     let upstreams = gw.upstreams.clone();
     let forward = move |req: Request<Body>, out: Outbound, timeout: Duration| async move {
@@ -47,7 +48,7 @@ pub async fn handle(
         rewrite::strip_hop_by_hop(resp.headers_mut());
         Ok(resp)
     };
-    handle_with(gw, peer, ambiguous, req.map(proxy::incoming), forward).await
+    handle_with(gw, peer, ambiguous, req, forward).await
 }
 
 /// The whole request flow with the upstream hop given as `forward`: the
