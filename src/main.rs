@@ -8,5 +8,6 @@ mod allocator;
 static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 fn main() -> std::process::ExitCode {
+    portcullis::server::set_collector(allocator::collect);
     portcullis::cli::main()
 }

@@ -116,15 +116,30 @@ pub async fn signals(gw: Arc<Gateway>, stop: watch::Sender<bool>) {
     let _ = stop.send(true);
 }
 
+/// What the binary gives back freed memory with (its allocator's
+/// collection), set once at start; the library itself has none.
+static COLLECTOR: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the function housekeeping calls every 5 s to give memory freed by
+/// the gateway back to the kernel (the binary's: mimalloc's `mi_collect`).
+pub fn set_collector(collect: fn()) {
+    let _ = COLLECTOR.set(collect);
+}
+
 /// Expire nonces in bulk even when no request touches the store.
 /// Every 5 s: expired nonces out of the replay store, timed-out idle
-/// connections out of the upstream pool.
+/// connections out of the upstream pool, and freed memory back to the
+/// kernel ([`set_collector`]; with one runtime thread, the thread that
+/// freed it).
 async fn housekeeping(gw: Arc<Gateway>) {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         gw.upstreams.reap();
         gw.replay.purge(crate::auth::now_unix() as u64);
         gw.metrics.nonces.set(gw.replay.len() as i64);
+        if let Some(collect) = COLLECTOR.get() {
+            collect();
+        }
     }
 }
 

@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -115,6 +116,8 @@ def test_access_lines_on_a_terminal_are_coloured_as_tracing_writes_them(upstream
         proc.wait(timeout=10)
         reader.join(timeout=5)
         os.close(master)
+        # The generated certificate and key go with the run.
+        shutil.rmtree(workdir, ignore_errors=True)
 
     lines = reader.lines()
     access = [l for l in lines if "portcullis::access" in l]
