@@ -339,7 +339,7 @@ impl Framing {
 }
 
 /// One `Content-Length` value or list item: decimal digits, at most 19.
-fn parse_length(item: &[u8]) -> Option<u64> {
+pub(crate) fn parse_length(item: &[u8]) -> Option<u64> {
     let item = item.trim_ascii();
     if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
         return None;

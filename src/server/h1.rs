@@ -332,7 +332,7 @@ async fn write_answer<S: AsyncWrite + Unpin>(
             if empty || framing.is_some() {
                 continue;
             }
-            let Some(n) = parse_length(value.as_bytes()) else {
+            let Some(n) = crate::proxy::h1::parse_length(value.as_bytes()) else {
                 return Err(io::Error::other(
                     "the answer's content-length is not a number",
                 ));
@@ -477,13 +477,6 @@ fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Whether the last transfer coding listed is `chunked`.
