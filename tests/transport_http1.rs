@@ -276,3 +276,107 @@ async fn sequential_requests_share_one_connection() {
     }
     assert_eq!(up.count(), 50);
 }
+
+/// Polls `done` every 20 ms until it holds or `within` has passed.
+async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < end {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+fn with_public_route(up: &Upstream, prefix: &str) -> Gateway {
+    let route = format!(
+        "routes:\n  - name: pub\n    match: {{ path_prefix: {prefix} }}\n    upstream: {}\n    public: true\n",
+        up.url()
+    );
+    Gateway::start(&standard_body(up).replacen("routes:\n", &route, 1))
+}
+
+/// A client that leaves before its answer has its request dropped, as
+/// hyper's server drops it: the call to the upstream is cancelled and its
+/// connection closed, instead of running to its end and being answered to
+/// nobody. (`/slow` answers after 3 s; an answered call's connection would
+/// stay open in the gateway's pool.)
+#[tokio::test]
+async fn a_client_that_leaves_before_its_answer_cancels_the_upstream_call() {
+    let up = Upstream::start().await;
+    let gw = with_public_route(&up, "/slow");
+    let mut s = connect(&gw, &[b"http/1.1"]).await;
+    s.write_all(b"GET /slow/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(
+        eventually(Duration::from_secs(5), || up.count() == 1).await,
+        "the upstream never got the request"
+    );
+    assert_eq!(up.open_connections(), 1);
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(5), || up.open_connections() == 0).await,
+        "the upstream connection was still open 5 s after the client left"
+    );
+}
+
+/// The same while a streamed answer waits for its upstream: the client
+/// reads the first chunk and leaves; the stream is dropped and its
+/// upstream connection closed, not held until the upstream next sends.
+#[tokio::test]
+async fn a_client_that_leaves_a_quiet_stream_releases_its_upstream() {
+    let up = Upstream::start().await;
+    let gw = with_public_route(&up, "/drip");
+    let mut s = connect(&gw, &[b"http/1.1"]).await;
+    s.write_all(b"GET /drip/30000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while got.iter().filter(|b| **b == b'a').count() < 1024 {
+            let n = s.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "closed before the first chunk");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the first chunk within 10 s");
+    assert_eq!(up.open_connections(), 1);
+    drop(s);
+    assert!(
+        eventually(Duration::from_secs(5), || up.open_connections() == 0).await,
+        "the upstream connection was still open 5 s after the client left"
+    );
+}
+
+/// What a client pipelines while its request is answered is kept and
+/// answered next, also when the first answer waits on the upstream.
+#[tokio::test]
+async fn a_request_sent_while_the_previous_waits_is_answered_after_it() {
+    let up = Upstream::start().await;
+    let gw = with_public_route(&up, "/slow");
+    let mut s = connect(&gw, &[b"http/1.1"]).await;
+    s.write_all(b"GET /slow/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    assert!(eventually(Duration::from_secs(5), || up.count() == 1).await);
+    s.write_all(b"GET /slow/2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .expect("both answers within 20 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let mut rest = text.as_ref();
+    for i in 0..2 {
+        let (status, _, body) = next_answer(&mut rest);
+        assert_eq!((status, body.as_str()), (200, "ok"), "answer {i}: {text}");
+    }
+    let targets: Vec<String> = up.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/slow/1", "/slow/2"]);
+}

@@ -22,6 +22,14 @@
 //! parsed once, and the answer's head and body go out in one write.
 //! BENCHMARKS.md has the figures.
 //!
+//! While a request is answered the client is read, as hyper's server
+//! reads it: what it pipelines meanwhile is kept (up to the head limit) for
+//! the next turn, and a client that closes its side or whose connection
+//! fails has its request dropped, which cancels the call to the upstream
+//! (or a streamed answer's wait for its next chunk). An answer's chunks
+//! that are ready at once are written a chunk's size at a time, so the
+//! connection's answer buffer stays small.
+//!
 //! Timeouts are the same as hyper's: `header_read_timeout` bounds each
 //! wait for a head, the first and the idle ones between requests included
 //! (the connection is closed without an answer when it passes);
@@ -45,7 +53,7 @@ use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -56,6 +64,10 @@ const MAX_HEADERS: usize = 100;
 /// before it) so that both go out in one write; a larger one is written
 /// on its own.
 const COALESCE: usize = 16 * 1024;
+
+/// The answer's buffer is dropped after an answer that left it larger than
+/// this.
+const MAX_KEPT: usize = 64 * 1024;
 
 /// How [`serve`] ended.
 pub(super) enum Ending {
@@ -124,9 +136,34 @@ where
                 }
             }
         };
-        let Ok(resp) = super::pipeline::handle(gw.clone(), peer, false, req).await;
+        // The client is read while its request is answered, as hyper's
+        // server reads it: what it pipelines is kept for the next turn, and
+        // when it closes (or the connection fails) the request is dropped,
+        // which cancels the call to the upstream.
+        let mut handled = pin!(super::pipeline::handle(gw.clone(), peer, false, req));
+        let answered = poll_fn(|cx| {
+            if let Poll::Ready(Ok(resp)) = handled.as_mut().poll(cx) {
+                return Poll::Ready(Some(resp));
+            }
+            client_gone(io, &mut buf, max_head, cx).map(|()| None)
+        })
+        .await;
+        let Some(resp) = answered else {
+            tracing::debug!(%peer, "the client closed the connection before its answer");
+            return Ending::Closed;
+        };
         let mut keep_alive = !close && !watcher.begun();
-        if let Err(e) = write_answer(io, &mut out, resp, &mut keep_alive).await {
+        let mut client = Client {
+            io: &mut *io,
+            buf: &mut buf,
+            room: max_head,
+        };
+        let written = write_answer(&mut client, &mut out, resp, &mut keep_alive).await;
+        // A large answer's buffer is not kept for the connection's life.
+        if out.capacity() > MAX_KEPT {
+            out = Vec::new();
+        }
+        if let Err(e) = written {
             tracing::debug!(%peer, error = %e, "writing the answer failed");
             return Ending::Closed;
         }
@@ -178,6 +215,44 @@ async fn read_more<S: AsyncRead + Unpin>(
         Poll::Pending
     })
     .await
+}
+
+/// The client's connection while its request is answered, and the buffer
+/// that keeps what it sends meanwhile.
+struct Client<'a, S> {
+    io: &'a mut S,
+    buf: &'a mut BytesMut,
+    /// What `buf` may hold before the rest is left in the socket.
+    room: usize,
+}
+
+impl<S: AsyncRead + Unpin> Client<'_, S> {
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        client_gone(self.io, self.buf, self.room, cx)
+    }
+}
+
+/// Reads what the client sends while its request is answered into `buf`,
+/// up to `room` bytes (the rest waits in the socket, as it does once
+/// hyper's read buffer is full). Ready when the client has closed its side
+/// or the connection has failed: then nobody is left to answer.
+fn client_gone<S: AsyncRead + Unpin>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    room: usize,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    while buf.len() < room {
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(8192);
+        }
+        match pin!(io.read_buf(buf)).poll(cx) {
+            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(_)) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+    }
+    Poll::Pending
 }
 
 // Taken once a request and moved straight into the pipeline: boxing the
@@ -292,8 +367,8 @@ enum Framing {
 /// known), a `date` when there is none, `connection: close` when the
 /// connection ends after it. `keep_alive` is cleared when the answer asks
 /// to close.
-async fn write_answer<S: AsyncWrite + Unpin>(
-    io: &mut S,
+async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<'_, S>,
     out: &mut Vec<u8>,
     resp: Response<Body>,
     keep_alive: &mut bool,
@@ -308,8 +383,8 @@ async fn write_answer<S: AsyncWrite + Unpin>(
         out.extend_from_slice(b"connection: close\r\n");
         push_date(out);
         out.extend_from_slice(b"\r\n");
-        io.write_all(out).await?;
-        return io.flush().await;
+        client.io.write_all(out).await?;
+        return client.io.flush().await;
     }
     if status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
@@ -387,20 +462,22 @@ async fn write_answer<S: AsyncWrite + Unpin>(
     }
     out.extend_from_slice(b"\r\n");
     match framing {
-        Some(framing) if can_have_body && !empty => write_body(io, out, body, framing).await,
+        Some(framing) if can_have_body && !empty => write_body(client, out, body, framing).await,
         _ => {
-            io.write_all(out).await?;
-            io.flush().await
+            client.io.write_all(out).await?;
+            client.io.flush().await
         }
     }
 }
 
 /// Writes what is in `out` (the head), then the body, chunk by chunk. A
 /// chunk that is ready at once goes out in the same write as what precedes
-/// it; when the body has to wait, what is buffered is written first, so a
-/// slow or streaming upstream's head reaches the client without delay.
-async fn write_body<S: AsyncWrite + Unpin>(
-    io: &mut S,
+/// it, up to [`COALESCE`] bytes buffered; when the body has to wait, what
+/// is buffered is written first, so a slow or streaming upstream's head
+/// reaches the client without delay. While the body waits, the client is
+/// read ([`client_gone`]): if it leaves, the body is dropped.
+async fn write_body<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut Client<'_, S>,
     out: &mut Vec<u8>,
     body: Body,
     framing: Framing,
@@ -416,11 +493,24 @@ async fn write_body<S: AsyncWrite + Unpin>(
             Poll::Ready(f) => f,
             Poll::Pending => {
                 if !out.is_empty() {
-                    io.write_all(out).await?;
+                    client.io.write_all(out).await?;
                     out.clear();
-                    io.flush().await?;
+                    client.io.flush().await?;
                 }
-                poll_fn(|cx| body.as_mut().poll_frame(cx)).await
+                let next = poll_fn(|cx| {
+                    if let Poll::Ready(f) = body.as_mut().poll_frame(cx) {
+                        return Poll::Ready(Some(f));
+                    }
+                    client.poll_gone(cx).map(|()| None)
+                })
+                .await;
+                let Some(frame) = next else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "the client closed the connection during the answer",
+                    ));
+                };
+                frame
             }
         };
         let data = match frame {
@@ -446,13 +536,20 @@ async fn write_body<S: AsyncWrite + Unpin>(
             out.extend_from_slice(&data);
         } else {
             if !out.is_empty() {
-                io.write_all(out).await?;
+                client.io.write_all(out).await?;
                 out.clear();
             }
-            io.write_all(&data).await?;
+            client.io.write_all(&data).await?;
         }
         if framing == Framing::Chunked {
             out.extend_from_slice(b"\r\n");
+        }
+        // A fast upstream's chunks are all ready at once: what is buffered
+        // goes out once it reaches a chunk's size, so the buffer stays
+        // small whatever the answer's length.
+        if out.len() >= COALESCE {
+            client.io.write_all(out).await?;
+            out.clear();
         }
     }
     match framing {
@@ -466,10 +563,10 @@ async fn write_body<S: AsyncWrite + Unpin>(
         }
     }
     if !out.is_empty() {
-        io.write_all(out).await?;
+        client.io.write_all(out).await?;
         out.clear();
     }
-    io.flush().await
+    client.io.flush().await
 }
 
 fn push_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
@@ -577,5 +674,142 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut std::task::Context<'_>,
     ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Frame;
+    use http_body_util::BodyExt;
+
+    /// `n` chunks of `size` bytes, every one ready at once, as a fast
+    /// upstream's are.
+    struct Chunks {
+        n: usize,
+        size: usize,
+    }
+
+    impl HttpBody for Chunks {
+        type Data = Bytes;
+        type Error = crate::proxy::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.n == 0 {
+                return Poll::Ready(None);
+            }
+            self.n -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b'x'; self.size])))))
+        }
+    }
+
+    /// Records every write; the client says nothing.
+    #[derive(Default)]
+    struct Recorder {
+        writes: Vec<usize>,
+        bytes: Vec<u8>,
+    }
+
+    impl AsyncRead for Recorder {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.writes.push(data.len());
+            self.bytes.extend_from_slice(data);
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Decodes a chunked body: the payload's length, and whether the last
+    /// chunk closed it.
+    fn dechunk(mut b: &[u8]) -> (usize, bool) {
+        let mut total = 0;
+        loop {
+            let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+                return (total, false);
+            };
+            let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap(), 16).unwrap();
+            if size == 0 {
+                return (total, &b[eol..] == b"\r\n\r\n");
+            }
+            assert_eq!(&b[eol + 2 + size..eol + 4 + size], b"\r\n");
+            total += size;
+            b = &b[eol + 4 + size..];
+        }
+    }
+
+    async fn answer(chunks: Chunks) -> (Recorder, Vec<u8>) {
+        let mut io = Recorder::default();
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        let mut keep_alive = true;
+        let mut client = Client {
+            io: &mut io,
+            buf: &mut buf,
+            room: 8192,
+        };
+        let resp = Response::new(chunks.map_err(|e| e).boxed());
+        write_answer(&mut client, &mut out, resp, &mut keep_alive)
+            .await
+            .expect("written");
+        assert!(keep_alive);
+        (io, out)
+    }
+
+    /// A long answer whose chunks are all ready at once (a fast upstream)
+    /// goes out in writes of about a chunk, and leaves the connection's
+    /// answer buffer small: it had grown to the whole answer, megabytes
+    /// kept for the connection's life.
+    #[tokio::test]
+    async fn a_long_answer_ready_at_once_is_written_in_pieces() {
+        let (io, out) = answer(Chunks {
+            n: 300,
+            size: 16 * 1024,
+        })
+        .await;
+        let head_end = io.bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&io.bytes[..head_end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert_eq!(dechunk(&io.bytes[head_end..]), (300 * 16 * 1024, true));
+        let largest = io.writes.iter().max().copied().unwrap();
+        assert!(
+            largest <= 2 * COALESCE + 64,
+            "a write of {largest} bytes ({} writes)",
+            io.writes.len()
+        );
+        assert!(out.capacity() <= MAX_KEPT, "kept {} bytes", out.capacity());
+    }
+
+    /// Small chunks ready at once still share writes (up to a chunk's size).
+    #[tokio::test]
+    async fn small_chunks_ready_at_once_share_a_write() {
+        let (io, _) = answer(Chunks { n: 8, size: 100 }).await;
+        assert_eq!(io.writes.len(), 1, "{:?}", io.writes);
+        let head_end = io.bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert_eq!(dechunk(&io.bytes[head_end..]), (800, true));
     }
 }
