@@ -461,3 +461,22 @@ async fn http2_stream_waiting_for_its_upstream_is_not_reset() {
     let seen = read_streams(&mut s, &[1], &NO_GRANTS).await;
     assert_whole(&seen[0], 2048);
 }
+
+/// An HTTP/2 client that resets a stream whose answer waits on the
+/// upstream (a quiet stream after its first chunk) has the request dropped:
+/// the upstream connection serving it is closed, while the client's
+/// connection stays open.
+#[tokio::test]
+async fn http2_stream_the_client_resets_cancels_its_upstream_call() {
+    let (up, _gw, mut s) = h2_client(&[(1, "/drip/30000")]).await;
+    let end = Instant::now() + Duration::from_secs(5);
+    while up.count() == 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(up.count(), 1, "the upstream never got the request");
+    assert_eq!(up.open_connections(), 1);
+    let mut rst = Vec::new();
+    frame(&mut rst, RST_STREAM, 0, 1, &8u32.to_be_bytes()); // CANCEL
+    s.write_all(&rst).await.unwrap();
+    wait_upstream_closed(&up, "the reset stream").await;
+}
