@@ -289,6 +289,18 @@ async fn eventually(within: Duration, done: impl Fn() -> bool) -> bool {
     done()
 }
 
+/// A new connection that has sent `GET target` (no credentials).
+async fn sent_get(
+    gw: &Gateway,
+    target: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut s = connect(gw, &[b"http/1.1"]).await;
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    s
+}
+
 fn with_public_route(up: &Upstream, prefix: &str) -> Gateway {
     let route = format!(
         "routes:\n  - name: pub\n    match: {{ path_prefix: {prefix} }}\n    upstream: {}\n    public: true\n",
@@ -306,10 +318,7 @@ fn with_public_route(up: &Upstream, prefix: &str) -> Gateway {
 async fn a_client_that_leaves_before_its_answer_cancels_the_upstream_call() {
     let up = Upstream::start().await;
     let gw = with_public_route(&up, "/slow");
-    let mut s = connect(&gw, &[b"http/1.1"]).await;
-    s.write_all(b"GET /slow/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
+    let s = sent_get(&gw, "/slow/x").await;
     assert!(
         eventually(Duration::from_secs(5), || up.count() == 1).await,
         "the upstream never got the request"
@@ -329,10 +338,7 @@ async fn a_client_that_leaves_before_its_answer_cancels_the_upstream_call() {
 async fn a_client_that_leaves_a_quiet_stream_releases_its_upstream() {
     let up = Upstream::start().await;
     let gw = with_public_route(&up, "/drip");
-    let mut s = connect(&gw, &[b"http/1.1"]).await;
-    s.write_all(b"GET /drip/30000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
+    let mut s = sent_get(&gw, "/drip/30000").await;
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -358,10 +364,7 @@ async fn a_client_that_leaves_a_quiet_stream_releases_its_upstream() {
 async fn a_request_sent_while_the_previous_waits_is_answered_after_it() {
     let up = Upstream::start().await;
     let gw = with_public_route(&up, "/slow");
-    let mut s = connect(&gw, &[b"http/1.1"]).await;
-    s.write_all(b"GET /slow/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .expect("write");
+    let mut s = sent_get(&gw, "/slow/1").await;
     assert!(eventually(Duration::from_secs(5), || up.count() == 1).await);
     s.write_all(b"GET /slow/2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await

@@ -140,12 +140,17 @@ where
         // server reads it: what it pipelines is kept for the next turn, and
         // when it closes (or the connection fails) the request is dropped,
         // which cancels the call to the upstream.
+        let mut client = Client {
+            io: &mut *io,
+            buf: &mut buf,
+            room: max_head,
+        };
         let mut handled = pin!(super::pipeline::handle(gw.clone(), peer, false, req));
         let answered = poll_fn(|cx| {
             if let Poll::Ready(Ok(resp)) = handled.as_mut().poll(cx) {
                 return Poll::Ready(Some(resp));
             }
-            client_gone(io, &mut buf, max_head, cx).map(|()| None)
+            client.poll_gone(cx).map(|()| None)
         })
         .await;
         let Some(resp) = answered else {
@@ -153,11 +158,6 @@ where
             return Ending::Closed;
         };
         let mut keep_alive = !close && !watcher.begun();
-        let mut client = Client {
-            io: &mut *io,
-            buf: &mut buf,
-            room: max_head,
-        };
         let written = write_answer(&mut client, &mut out, resp, &mut keep_alive).await;
         // A large answer's buffer is not kept for the connection's life.
         if out.capacity() > MAX_KEPT {
@@ -227,32 +227,24 @@ struct Client<'a, S> {
 }
 
 impl<S: AsyncRead + Unpin> Client<'_, S> {
+    /// Reads what the client sends while its request is answered into
+    /// `buf`, up to `room` bytes (the rest waits in the socket, as it does
+    /// once hyper's read buffer is full). Ready when the client has closed
+    /// its side or the connection has failed: then nobody is left to
+    /// answer.
     fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        client_gone(self.io, self.buf, self.room, cx)
-    }
-}
-
-/// Reads what the client sends while its request is answered into `buf`,
-/// up to `room` bytes (the rest waits in the socket, as it does once
-/// hyper's read buffer is full). Ready when the client has closed its side
-/// or the connection has failed: then nobody is left to answer.
-fn client_gone<S: AsyncRead + Unpin>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    room: usize,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    while buf.len() < room {
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(8192);
+        while self.buf.len() < self.room {
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(8192);
+            }
+            match pin!(self.io.read_buf(self.buf)).poll(cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        match pin!(io.read_buf(buf)).poll(cx) {
-            Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(()),
-            Poll::Ready(Ok(_)) => {}
-            Poll::Pending => return Poll::Pending,
-        }
+        Poll::Pending
     }
-    Poll::Pending
 }
 
 // Taken once a request and moved straight into the pipeline: boxing the
@@ -475,7 +467,7 @@ async fn write_answer<S: AsyncRead + AsyncWrite + Unpin>(
 /// it, up to [`COALESCE`] bytes buffered; when the body has to wait, what
 /// is buffered is written first, so a slow or streaming upstream's head
 /// reaches the client without delay. While the body waits, the client is
-/// read ([`client_gone`]): if it leaves, the body is dropped.
+/// read ([`Client::poll_gone`]): if it leaves, the body is dropped.
 async fn write_body<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut Client<'_, S>,
     out: &mut Vec<u8>,
